@@ -1,0 +1,59 @@
+//! Takes the startup snapshot: deno's web extensions plus Outpost's runtime JS, evaluated once at build time.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[path = "src/exchange.rs"]
+#[expect(
+    dead_code,
+    reason = "shared with the engine; the build script uses only what the ops need"
+)]
+mod exchange;
+#[path = "src/ext/mod.rs"]
+#[expect(
+    dead_code,
+    reason = "shared with the engine; the build script only registers the ops"
+)]
+mod ext;
+
+fn main() {
+    let extensions = vec![
+        deno_webidl::deno_webidl::init(),
+        deno_web::deno_web::init(
+            Arc::new(deno_web::BlobStore::default()),
+            None,
+            false,
+            Default::default(),
+        ),
+        ext::deno_net::init(),
+        deno_fetch::deno_fetch::init(deno_fetch::Options::default()),
+        deno_crypto::deno_crypto::init(None),
+        ext::outpost::init(),
+    ];
+    let output = match deno_core::snapshot::create_snapshot(
+        deno_core::snapshot::CreateSnapshotOptions {
+            cargo_manifest_dir: env!("CARGO_MANIFEST_DIR"),
+            startup_snapshot: None,
+            skip_op_registration: false,
+            extensions,
+            extension_transpiler: None,
+            with_runtime_cb: None,
+        },
+        None,
+    ) {
+        Ok(output) => output,
+        Err(error) => panic!("taking the startup snapshot failed: {error}"),
+    };
+    let Some(out_dir) = std::env::var_os("OUT_DIR") else {
+        panic!("cargo did not set OUT_DIR");
+    };
+    let path = PathBuf::from(out_dir).join("OUTPOST_SNAPSHOT.bin");
+    if let Err(error) = std::fs::write(&path, &output.output) {
+        panic!("writing {}: {error}", path.display());
+    }
+    for file in output.files_loaded_during_snapshot {
+        println!("cargo:rerun-if-changed={}", file.display());
+    }
+    println!("cargo:rerun-if-changed=src/ext");
+    println!("cargo:rerun-if-changed=src/exchange.rs");
+}

@@ -1,0 +1,481 @@
+// Outpost runtime bootstrap: builds the Workers-style global scope from deno's web extensions and the request dispatcher Rust calls into.
+// Runs once, while the startup snapshot is taken; every isolate starts from its result.
+
+import { core, internals, primordials } from "ext:core/mod.js";
+
+const {
+  op_outpost_respond_empty,
+  op_outpost_respond_bytes,
+  op_outpost_respond_text,
+  op_outpost_respond_stream,
+  op_outpost_body_write,
+  op_outpost_body_close,
+  op_outpost_body_error,
+  op_outpost_fail,
+  op_outpost_done,
+  op_outpost_log,
+} = core.ops;
+const {
+  ArrayPrototypePush,
+  ArrayPrototypeSplice,
+  ArrayPrototypeIndexOf,
+  Error,
+  JSONParse,
+  ObjectDefineProperty,
+  ObjectFreeze,
+  ObjectPrototypeIsPrototypeOf,
+  Promise,
+  PromisePrototypeThen,
+  PromiseReject,
+  String,
+  Symbol,
+  SymbolFor,
+  TypeError,
+  TypedArrayPrototypeGetSymbolToStringTag,
+} = primordials;
+
+// deno_fetch reports to deno's OpenTelemetry layer when it is loaded; Outpost traces
+// subrequests on the Rust side, so fetch sees telemetry as switched off.
+const noop = () => {};
+internals.__telemetry = {
+  TRACING_ENABLED: false,
+  PROPAGATORS: [],
+  DID_NOT_ENTER: Symbol("outpost.telemetry.none"),
+  builtinTracer: noop,
+  ContextManager: { active: noop },
+  enterSpan: noop,
+  exitSpan: noop,
+};
+internals.__telemetryUtil = {
+  updateSpanFromClientResponse: noop,
+  updateSpanFromError: noop,
+  updateSpanFromRequest: noop,
+};
+
+const webidl = core.loadExtScript("ext:deno_webidl/00_webidl.js");
+const consoleMod = core.loadExtScript("ext:deno_web/01_console.js");
+const url = core.loadExtScript("ext:deno_web/00_url.js");
+const urlPattern = core.loadExtScript("ext:deno_web/01_urlpattern.js");
+const domException = core.loadExtScript("ext:deno_web/01_dom_exception.js");
+const event = core.loadExtScript("ext:deno_web/02_event.js");
+const messagePort = core.loadExtScript("ext:deno_web/13_message_port.js");
+const timers = core.loadExtScript("ext:deno_web/02_timers.js");
+const abortSignal = core.loadExtScript("ext:deno_web/03_abort_signal.js");
+const base64 = core.loadExtScript("ext:deno_web/05_base64.js");
+const streams = core.loadExtScript("ext:deno_web/06_streams.js");
+const encoding = core.loadExtScript("ext:deno_web/08_text_encoding.js");
+const file = core.loadExtScript("ext:deno_web/09_file.js");
+const fileReader = core.loadExtScript("ext:deno_web/10_filereader.js");
+const compression = core.loadExtScript("ext:deno_web/14_compression.js");
+const performance = core.loadExtScript("ext:deno_web/15_performance.js");
+const crypto = core.loadExtScript("ext:deno_crypto/00_crypto.js");
+const headers = core.loadExtScript("ext:deno_fetch/20_headers.js");
+const formData = core.loadExtScript("ext:deno_fetch/21_formdata.js");
+const body = core.loadExtScript("ext:deno_fetch/22_body.js");
+const request = core.loadExtScript("ext:deno_fetch/23_request.js");
+const response = core.loadExtScript("ext:deno_fetch/23_response.js");
+const fetchMod = core.loadExtScript("ext:deno_fetch/26_fetch.js");
+
+const { InnerBody } = body;
+const { newInnerRequest, fromInnerRequest } = request;
+const { ResponsePrototype, toInnerResponse } = response;
+const { ReadableStreamPrototype, readableStreamForRid } = streams;
+
+// Which request the running code belongs to travels with V8's async context, so
+// promise continuations, timers and fetches of concurrent requests stay apart.
+const kRequestState = Symbol("outpost.request");
+
+function currentRequest() {
+  const state = core.getAsyncContext();
+  return state !== undefined && state !== null && state[kRequestState] === true
+    ? state
+    : null;
+}
+
+// ---- console: every line becomes a tracing event tagged with function and request.
+function print(message, level) {
+  const state = currentRequest();
+  op_outpost_log(level, message, state === null ? 0 : state.id);
+}
+
+// ---- fetch: counts subrequests against the running request's limit.
+let subrequestLimit = 50;
+
+class SubrequestLimitError extends Error {
+  constructor(limit) {
+    super(
+      `Too many subrequests: a request may make at most ${limit} fetch() calls`,
+    );
+    this.name = "SubrequestLimitError";
+  }
+}
+
+function fetch(input, init = undefined) {
+  const state = currentRequest();
+  if (state !== null && ++state.subrequests > subrequestLimit) {
+    return PromiseReject(new SubrequestLimitError(subrequestLimit));
+  }
+  return fetchMod.fetch(input, init);
+}
+
+// ---- service-worker syntax: addEventListener("fetch", (event) => event.respondWith(...)).
+const listeners = { __proto__: null, fetch: [] };
+
+function addEventListener(type, listener) {
+  if (typeof listener !== "function" && typeof listener?.handleEvent !== "function") {
+    return;
+  }
+  (listeners[type] ??= []).push(listener);
+}
+
+function removeEventListener(type, listener) {
+  const list = listeners[type];
+  if (list === undefined) return;
+  const index = ArrayPrototypeIndexOf(list, listener);
+  if (index !== -1) ArrayPrototypeSplice(list, index, 1);
+}
+
+class ExecutionContext {
+  #state;
+  constructor(state) {
+    this.#state = state;
+  }
+  waitUntil(promise) {
+    waitUntil(this.#state, promise);
+  }
+  passThroughOnException() {
+    this.#state.passThrough = true;
+  }
+}
+
+class FetchEvent extends event.Event {
+  #state;
+  #ctx;
+  constructor(state, request, ctx) {
+    super("fetch");
+    this.#state = state;
+    this.#ctx = ctx;
+    ObjectDefineProperty(this, "request", { value: request, enumerable: true });
+  }
+  respondWith(response) {
+    if (this.#state.swResponse !== undefined) {
+      throw new DOMException("respondWith() was already called", "InvalidStateError");
+    }
+    this.#state.swResponse = response;
+  }
+  waitUntil(promise) {
+    this.#ctx.waitUntil(promise);
+  }
+  passThroughOnException() {
+    this.#ctx.passThroughOnException();
+  }
+}
+
+const { DOMException } = domException;
+
+// ---- the handler this isolate runs, set by boot().
+let handler = null;
+let env = null;
+
+function boot(namespace, envJson, limit) {
+  env = JSONParse(envJson);
+  subrequestLimit = limit;
+  const def = namespace?.default;
+  if (def !== undefined && def !== null) {
+    if (typeof def.fetch !== "function") {
+      throw new TypeError(
+        "the default export has no fetch(request, env, ctx) method",
+      );
+    }
+    handler = def;
+  } else if (listeners.fetch.length > 0) {
+    handler = { fetch: serviceWorkerFetch };
+  } else {
+    throw new TypeError(
+      "no handler: export default { fetch(request, env, ctx) { ... } } or call addEventListener(\"fetch\", ...)",
+    );
+  }
+}
+
+function serviceWorkerFetch(request, _env, ctx) {
+  const state = currentRequest();
+  const fetchEvent = new FetchEvent(state, request, ctx);
+  for (const listener of listeners.fetch) {
+    if (typeof listener === "function") listener.call(globalThis, fetchEvent);
+    else listener.handleEvent(fetchEvent);
+  }
+  if (state.swResponse === undefined) {
+    throw new TypeError("no fetch listener called event.respondWith()");
+  }
+  return state.swResponse;
+}
+
+// ---- per-request flow: dispatch -> handler -> respond/fail -> (waitUntil) -> done.
+function dispatch(id, method, urlString, headerPairs, bodyArg) {
+  const headerList = () => {
+    const list = [];
+    for (let i = 0; i < headerPairs.length; i += 2) {
+      ArrayPrototypePush(list, [headerPairs[i], headerPairs[i + 1]]);
+    }
+    return list;
+  };
+  let innerBody = null;
+  if (typeof bodyArg === "number") {
+    innerBody = new InnerBody(readableStreamForRid(bodyArg));
+  } else if (bodyArg !== undefined) {
+    innerBody = new InnerBody({ body: bodyArg, consumed: false });
+    innerBody.length = bodyArg.byteLength;
+  }
+  const inner = newInnerRequest(method, urlString, headerList, innerBody, false);
+  const req = fromInnerRequest(inner, "immutable");
+  const state = {
+    [kRequestState]: true,
+    id,
+    subrequests: 0,
+    pending: 0,
+    responded: false,
+    passThrough: false,
+    swResponse: undefined,
+  };
+  const ctx = new ExecutionContext(state);
+  const previous = core.getAsyncContext();
+  core.setAsyncContext(state);
+  try {
+    const result = handler.fetch(req, env, ctx);
+    if (core.isPromise(result)) {
+      PromisePrototypeThen(
+        result,
+        (res) => respond(state, res),
+        (error) => fail(state, error),
+      );
+    } else {
+      respond(state, result);
+    }
+  } catch (error) {
+    fail(state, error);
+  } finally {
+    core.setAsyncContext(previous);
+  }
+}
+
+function describe(value) {
+  if (value === null) return "null";
+  if (value === undefined) return "undefined";
+  if (typeof value === "object") {
+    return `an object (${value.constructor?.name ?? "Object"})`;
+  }
+  return `a ${typeof value}`;
+}
+
+function respond(state, res) {
+  if (!ObjectPrototypeIsPrototypeOf(ResponsePrototype, res)) {
+    failWith(
+      state,
+      "invalid_response",
+      `the handler returned ${describe(res)}, not a Response`,
+      "",
+    );
+    return;
+  }
+  const inner = toInnerResponse(res);
+  if (inner.type === "error") {
+    failWith(state, "invalid_response", "the handler returned Response.error()", "");
+    return;
+  }
+  const { id } = state;
+  const status = inner.status;
+  const headerList = inner.headerList;
+  const innerBody = inner.body;
+  if (innerBody === null) {
+    op_outpost_respond_empty(id, status, headerList);
+    finish(state);
+    return;
+  }
+  const source = innerBody.streamOrStatic;
+  if (!ObjectPrototypeIsPrototypeOf(ReadableStreamPrototype, source)) {
+    if (source.consumed) {
+      failWith(state, "invalid_response", "the response body was already read", "");
+      return;
+    }
+    source.consumed = true;
+    const bytes = source.body;
+    if (typeof bytes === "string") {
+      op_outpost_respond_text(id, status, headerList, bytes);
+    } else {
+      op_outpost_respond_bytes(id, status, headerList, bytes);
+    }
+    finish(state);
+    return;
+  }
+  if (source.locked) {
+    failWith(state, "invalid_response", "the response body stream is locked", "");
+    return;
+  }
+  op_outpost_respond_stream(id, status, headerList);
+  state.responded = true;
+  state.pending++;
+  PromisePrototypeThen(pump(id, source), () => settle(state));
+}
+
+async function pump(id, stream) {
+  const reader = stream.getReader();
+  try {
+    while (true) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      if (TypedArrayPrototypeGetSymbolToStringTag(value) !== "Uint8Array") {
+        throw new TypeError(
+          `response body chunks must be Uint8Array, got ${describe(value)}`,
+        );
+      }
+      if (!(await op_outpost_body_write(id, value))) {
+        await reader.cancel();
+        return;
+      }
+    }
+    op_outpost_body_close(id);
+  } catch (error) {
+    const message = `${error?.name ?? "Error"}: ${error?.message ?? String(error)}`;
+    op_outpost_log(3, `response body stream failed: ${error?.stack ?? message}`, id);
+    op_outpost_body_error(id, message);
+  }
+}
+
+function fail(state, error) {
+  const isLimit = ObjectPrototypeIsPrototypeOf(
+    SubrequestLimitError.prototype,
+    error,
+  );
+  let message;
+  let stack;
+  try {
+    message = `${error?.name ?? "Error"}: ${error?.message ?? String(error)}`;
+    stack = typeof error?.stack === "string" ? error.stack : message;
+  } catch {
+    message = "Error: (unprintable value thrown)";
+    stack = message;
+  }
+  failWith(state, isLimit ? "subrequests" : "exception", message, stack);
+}
+
+function failWith(state, kind, message, stack) {
+  op_outpost_fail(state.id, kind, message, stack || message, state.passThrough);
+  finish(state);
+}
+
+function finish(state) {
+  state.responded = true;
+  if (state.pending === 0) op_outpost_done(state.id);
+}
+
+function settle(state) {
+  state.pending--;
+  if (state.responded && state.pending === 0) op_outpost_done(state.id);
+}
+
+function waitUntil(state, promise) {
+  state.pending++;
+  PromisePrototypeThen(
+    Promise.resolve(promise),
+    () => settle(state),
+    (error) => {
+      op_outpost_log(
+        3,
+        `waitUntil promise rejected: ${error?.stack ?? String(error)}`,
+        state.id,
+      );
+      settle(state);
+    },
+  );
+}
+
+// ---- the global scope handlers see: Web APIs, no Deno namespace.
+const globals = {
+  AbortController: core.propNonEnumerable(abortSignal.AbortController),
+  AbortSignal: core.propNonEnumerable(abortSignal.AbortSignal),
+  Blob: core.propNonEnumerable(file.Blob),
+  ByteLengthQueuingStrategy: core.propNonEnumerable(streams.ByteLengthQueuingStrategy),
+  CompressionStream: core.propNonEnumerable(compression.CompressionStream),
+  CountQueuingStrategy: core.propNonEnumerable(streams.CountQueuingStrategy),
+  Crypto: core.propNonEnumerable(crypto.Crypto),
+  CryptoKey: core.propNonEnumerable(crypto.CryptoKey),
+  CustomEvent: core.propNonEnumerable(event.CustomEvent),
+  DecompressionStream: core.propNonEnumerable(compression.DecompressionStream),
+  DOMException: core.propNonEnumerable(DOMException),
+  ErrorEvent: core.propNonEnumerable(event.ErrorEvent),
+  Event: core.propNonEnumerable(event.Event),
+  EventTarget: core.propNonEnumerable(event.EventTarget),
+  ExecutionContext: core.propNonEnumerable(ExecutionContext),
+  FetchEvent: core.propNonEnumerable(FetchEvent),
+  File: core.propNonEnumerable(file.File),
+  FileReader: core.propNonEnumerable(fileReader.FileReader),
+  FormData: core.propNonEnumerable(formData.FormData),
+  Headers: core.propNonEnumerable(headers.Headers),
+  MessageChannel: core.propNonEnumerable(messagePort.MessageChannel),
+  MessageEvent: core.propNonEnumerable(event.MessageEvent),
+  MessagePort: core.propNonEnumerable(messagePort.MessagePort),
+  Performance: core.propNonEnumerable(performance.Performance),
+  PromiseRejectionEvent: core.propNonEnumerable(event.PromiseRejectionEvent),
+  ReadableByteStreamController: core.propNonEnumerable(streams.ReadableByteStreamController),
+  ReadableStream: core.propNonEnumerable(streams.ReadableStream),
+  ReadableStreamBYOBReader: core.propNonEnumerable(streams.ReadableStreamBYOBReader),
+  ReadableStreamBYOBRequest: core.propNonEnumerable(streams.ReadableStreamBYOBRequest),
+  ReadableStreamDefaultController: core.propNonEnumerable(streams.ReadableStreamDefaultController),
+  ReadableStreamDefaultReader: core.propNonEnumerable(streams.ReadableStreamDefaultReader),
+  Request: core.propNonEnumerable(request.Request),
+  Response: core.propNonEnumerable(response.Response),
+  SubtleCrypto: core.propNonEnumerable(crypto.SubtleCrypto),
+  TextDecoder: core.propNonEnumerable(encoding.TextDecoder),
+  TextDecoderStream: core.propNonEnumerable(encoding.TextDecoderStream),
+  TextEncoder: core.propNonEnumerable(encoding.TextEncoder),
+  TextEncoderStream: core.propNonEnumerable(encoding.TextEncoderStream),
+  TransformStream: core.propNonEnumerable(streams.TransformStream),
+  TransformStreamDefaultController: core.propNonEnumerable(streams.TransformStreamDefaultController),
+  URL: core.propNonEnumerable(url.URL),
+  URLPattern: core.propNonEnumerable(urlPattern.URLPattern),
+  URLSearchParams: core.propNonEnumerable(url.URLSearchParams),
+  WritableStream: core.propNonEnumerable(streams.WritableStream),
+  WritableStreamDefaultController: core.propNonEnumerable(streams.WritableStreamDefaultController),
+  WritableStreamDefaultWriter: core.propNonEnumerable(streams.WritableStreamDefaultWriter),
+  addEventListener: core.propWritable(addEventListener),
+  atob: core.propWritable(base64.atob),
+  btoa: core.propWritable(base64.btoa),
+  clearInterval: core.propWritable(timers.clearInterval),
+  clearTimeout: core.propWritable(timers.clearTimeout),
+  console: core.propNonEnumerable(new consoleMod.Console(print)),
+  crypto: core.propGetterOnly(() => crypto.crypto),
+  fetch: core.propWritable(fetch),
+  navigator: core.propReadOnly(ObjectFreeze({ userAgent: "Outpost/0.1" })),
+  performance: core.propWritable(performance.performance),
+  removeEventListener: core.propWritable(removeEventListener),
+  reportError: core.propWritable(event.reportError),
+  self: core.propGetterOnly(() => globalThis),
+  setInterval: core.propWritable(timers.setInterval),
+  setTimeout: core.propWritable(timers.setTimeout),
+  structuredClone: core.propWritable(messagePort.structuredClone),
+  [webidl.brand]: core.propNonEnumerable(webidl.brand),
+};
+core.defineGlobalProperties(globalThis, globals);
+
+// An unhandled rejection is logged against its request; it must not take the isolate down.
+core.setUnhandledPromiseRejectionHandler((_promise, reason) => {
+  const state = currentRequest();
+  op_outpost_log(
+    3,
+    `unhandled promise rejection: ${reason?.stack ?? String(reason)}`,
+    state === null ? 0 : state.id,
+  );
+  return true;
+});
+core.setReportExceptionCallback((error) => {
+  const state = currentRequest();
+  op_outpost_log(
+    3,
+    `uncaught exception: ${error?.stack ?? String(error)}`,
+    state === null ? 0 : state.id,
+  );
+});
+
+// Rust picks these up when an isolate boots and, before user code runs, deletes them along
+// with `Deno` and `__bootstrap` (deno_core still needs those while it binds ops).
+globalThis[SymbolFor("outpost.internal")] = { boot, dispatch };
