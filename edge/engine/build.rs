@@ -1,7 +1,6 @@
 //! Takes the startup snapshot: deno's web extensions plus Outpost's runtime JS, evaluated once at build time.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 #[path = "src/exchange.rs"]
 #[expect(
@@ -17,25 +16,12 @@ mod exchange;
 mod ext;
 
 fn main() {
-    let extensions = vec![
-        deno_webidl::deno_webidl::init(),
-        deno_web::deno_web::init(
-            Arc::new(deno_web::BlobStore::default()),
-            None,
-            false,
-            Default::default(),
-        ),
-        ext::deno_net::init(),
-        deno_fetch::deno_fetch::init(deno_fetch::Options::default()),
-        deno_crypto::deno_crypto::init(None),
-        ext::outpost::init(),
-    ];
     let output = match deno_core::snapshot::create_snapshot(
         deno_core::snapshot::CreateSnapshotOptions {
             cargo_manifest_dir: env!("CARGO_MANIFEST_DIR"),
             startup_snapshot: None,
             skip_op_registration: false,
-            extensions,
+            extensions: ext::extensions(),
             extension_transpiler: None,
             with_runtime_cb: None,
         },

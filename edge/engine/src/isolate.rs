@@ -440,7 +440,7 @@ fn new_runtime(spec: &FunctionSpec) -> Result<JsRuntime, BootError> {
     let create_params = v8::CreateParams::default().heap_limits(0, spec.limits.heap_bytes());
     let runtime = JsRuntime::try_new(RuntimeOptions {
         startup_snapshot: Some(SNAPSHOT),
-        extensions: crate::runtime_extensions(),
+        extensions: crate::ext::extensions(),
         module_loader: Some(Rc::new(loader)),
         create_params: Some(create_params),
         ..Default::default()

@@ -238,26 +238,6 @@ impl Hasher for Fnv1a {
     }
 }
 
-/// The deno extensions every isolate is created with (their JS is already in the snapshot).
-fn runtime_extensions() -> Vec<deno_core::Extension> {
-    vec![
-        deno_webidl::deno_webidl::init(),
-        deno_web::deno_web::init(
-            Arc::new(deno_web::BlobStore::default()),
-            None,
-            false,
-            Default::default(),
-        ),
-        ext::deno_net::init(),
-        deno_fetch::deno_fetch::init(deno_fetch::Options {
-            user_agent: concat!("Outpost/", env!("CARGO_PKG_VERSION")).to_string(),
-            ..Default::default()
-        }),
-        deno_crypto::deno_crypto::init(None),
-        ext::outpost::init(),
-    ]
-}
-
 /// Handlers may reach the network with `fetch()` and nothing else: no files, env, subprocesses.
 fn fetch_permissions() -> deno_permissions::PermissionsContainer {
     let permissions = deno_permissions::Permissions {

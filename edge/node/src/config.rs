@@ -417,6 +417,21 @@ pub struct ProjectManifest {
     pub origins: Vec<OriginSection>,
 }
 
+impl ProjectManifest {
+    /// The manifest of a bare handler file: defaults for everything but its name and entry.
+    fn for_entry(name: String, main: PathBuf) -> ProjectManifest {
+        ProjectManifest {
+            name,
+            main,
+            vars: toml::Table::new(),
+            secrets: HashMap::new(),
+            limits: Limits::default(),
+            routes: Vec::new(),
+            origins: Vec::new(),
+        }
+    }
+}
+
 fn default_main() -> PathBuf {
     PathBuf::from("index.js")
 }
@@ -437,16 +452,7 @@ pub fn dev_config(path: &Path, listen: SocketAddr) -> Result<(NodeConfig, PathBu
                 message: error.to_string(),
             })?
         } else {
-            let name = dir_name(path);
-            ProjectManifest {
-                name,
-                main: default_main(),
-                vars: toml::Table::new(),
-                secrets: HashMap::new(),
-                limits: Limits::default(),
-                routes: Vec::new(),
-                origins: Vec::new(),
-            }
+            ProjectManifest::for_entry(dir_name(path), default_main())
         };
         (manifest, path.to_path_buf())
     } else {

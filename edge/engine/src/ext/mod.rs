@@ -46,6 +46,27 @@ deno_core::extension!(
     lazy_loaded_js = [dir "src/ext/stubs", "02_tls.js"],
 );
 
+/// Every extension an isolate is created with, in load order. The same list takes the
+/// startup snapshot (`build.rs`) and creates each isolate, so their ops always match.
+pub fn extensions() -> Vec<deno_core::Extension> {
+    vec![
+        deno_webidl::deno_webidl::init(),
+        deno_web::deno_web::init(
+            std::sync::Arc::new(deno_web::BlobStore::default()),
+            None,
+            false,
+            Default::default(),
+        ),
+        deno_net::init(),
+        deno_fetch::deno_fetch::init(deno_fetch::Options {
+            user_agent: concat!("Outpost/", env!("CARGO_PKG_VERSION")).to_string(),
+            ..Default::default()
+        }),
+        deno_crypto::deno_crypto::init(None),
+        outpost::init(),
+    ]
+}
+
 /// Where a request's outcome goes: the dispatcher waiting for the response head.
 pub type Responder = oneshot::Sender<Result<EngineResponse, FunctionFailure>>;
 
