@@ -211,14 +211,7 @@ pub struct NodeSetup {
 impl NodeConfig {
     /// Reads and parses a config file.
     pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.into(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|error| ConfigError::Parse {
-            path: path.into(),
-            message: error.to_string(),
-        })
+        read_toml(path)
     }
 
     /// Checks the whole config and reads every bundle. A function whose bundle cannot be
@@ -319,6 +312,18 @@ impl NodeConfig {
             routes,
         })
     }
+}
+
+/// Reads a TOML file into `T`; errors name the file (and toml's line, column and key).
+fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.into(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|error| ConfigError::Parse {
+        path: path.into(),
+        message: error.to_string(),
+    })
 }
 
 fn mib(value: u64) -> usize {
@@ -442,15 +447,7 @@ pub fn dev_config(path: &Path, listen: SocketAddr) -> Result<(NodeConfig, PathBu
     let (manifest, base) = if path.is_dir() {
         let manifest_path = path.join("outpost.toml");
         let manifest = if manifest_path.exists() {
-            let text =
-                std::fs::read_to_string(&manifest_path).map_err(|source| ConfigError::Read {
-                    path: manifest_path.clone(),
-                    source,
-                })?;
-            toml::from_str::<ProjectManifest>(&text).map_err(|error| ConfigError::Parse {
-                path: manifest_path.clone(),
-                message: error.to_string(),
-            })?
+            read_toml::<ProjectManifest>(&manifest_path)?
         } else {
             ProjectManifest::for_entry(dir_name(path), default_main())
         };
@@ -468,16 +465,7 @@ pub fn dev_config(path: &Path, listen: SocketAddr) -> Result<(NodeConfig, PathBu
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
-        let manifest = ProjectManifest {
-            name,
-            main,
-            vars: toml::Table::new(),
-            secrets: HashMap::new(),
-            limits: Limits::default(),
-            routes: Vec::new(),
-            origins: Vec::new(),
-        };
-        (manifest, base)
+        (ProjectManifest::for_entry(name, main), base)
     };
     let fallback = manifest.origins.first().map(|origin| origin.name.clone());
     let config = NodeConfig {
