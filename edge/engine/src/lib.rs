@@ -155,7 +155,8 @@ impl Engine {
             .map_err(DeployError::from)
     }
 
-    /// Stops serving `function`; its isolate is discarded.
+    /// Stops serving `function`: new requests get [`FunctionFailure::NotDeployed`]; those in
+    /// flight finish, then its isolate is discarded.
     pub fn remove(&self, function: &str) {
         let _ = self.shard_for(function).send(Command::Remove {
             name: function.to_string(),
@@ -201,7 +202,7 @@ impl Engine {
 
     fn shard_for(&self, function: &str) -> &mpsc::UnboundedSender<Command> {
         // FNV-1a: stable across runs, so a function keeps its thread (and warm isolate).
-        let mut hasher = Fnv1a::default();
+        let mut hasher = StableHasher::default();
         hasher.write(function.as_bytes());
         let index = usize::try_from(hasher.finish() % self.shards.len() as u64).unwrap_or(0);
         &self.shards[index]
@@ -217,15 +218,17 @@ impl Drop for Engine {
     }
 }
 
-struct Fnv1a(u64);
+/// FNV-1a: a hash that is the same on every node and every run, for placing work
+/// (functions on threads, clients on versions) consistently.
+pub struct StableHasher(u64);
 
-impl Default for Fnv1a {
+impl Default for StableHasher {
     fn default() -> Self {
-        Fnv1a(0xcbf2_9ce4_8422_2325)
+        StableHasher(0xcbf2_9ce4_8422_2325)
     }
 }
 
-impl Hasher for Fnv1a {
+impl Hasher for StableHasher {
     fn finish(&self) -> u64 {
         self.0
     }

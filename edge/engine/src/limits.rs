@@ -3,12 +3,13 @@
 use std::time::Duration;
 
 use serde::Deserialize;
+use serde::Serialize;
 
 /// What one function may use. Enforced from outside the isolate: a watchdog thread
 /// terminates JavaScript that runs past `cpu_ms`, a near-heap-limit callback retires an
 /// isolate that outgrows `heap_mb`, the engine fails requests that outlive `wall_ms`,
 /// and the runtime counts `fetch()` calls against `subrequests`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// CPU time one uninterrupted run of the handler's JavaScript may take, in

@@ -29,7 +29,7 @@ pub(crate) enum Command {
         spec: Arc<FunctionSpec>,
         reply: oneshot::Sender<Result<(), BootError>>,
     },
-    /// Stop serving a function.
+    /// Stop serving a function once its requests in flight are done.
     Remove { name: String },
     /// Run one request.
     Dispatch {
@@ -87,8 +87,13 @@ impl Shard {
                     let _ = reply.send(self.deploy(spec));
                 }
                 Command::Remove { name } => {
-                    if let Some(slot) = self.functions.remove(name.as_str()) {
-                        retire_quietly(slot.isolate);
+                    // Requests in flight finish; new ones find the function gone.
+                    if let Some(isolate) = self
+                        .functions
+                        .remove(name.as_str())
+                        .and_then(|slot| slot.isolate)
+                    {
+                        drain_then_retire(isolate);
                     }
                 }
                 Command::Stats { reply } => {

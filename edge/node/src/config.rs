@@ -9,9 +9,9 @@ use std::sync::Arc;
 use outpost_engine::Bundle;
 use outpost_engine::FunctionSpec;
 use outpost_engine::Limits;
+pub use outpost_proto::OriginSpec;
 use outpost_routing::RouteRule;
 use outpost_routing::RouteTable;
-use outpost_routing::RouteTarget;
 use serde::Deserialize;
 
 /// Default listen address of a node.
@@ -36,7 +36,7 @@ pub struct NodeConfig {
     pub functions: Vec<FunctionSection>,
     /// Origins this node proxies to.
     #[serde(default)]
-    pub origins: Vec<OriginSection>,
+    pub origins: Vec<OriginSpec>,
     /// Ordered routes; the first match wins.
     #[serde(default)]
     pub routes: Vec<RouteRule>,
@@ -116,21 +116,6 @@ fn yes() -> bool {
     true
 }
 
-/// `[[origins]]`: an upstream HTTP server.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OriginSection {
-    /// Unique name; routes refer to it.
-    pub name: String,
-    /// `http://host:port` or `https://host:port`.
-    pub url: String,
-    /// Cache responses according to their Cache-Control.
-    #[serde(default = "yes")]
-    pub cache: bool,
-    /// Host header sent upstream (default: the client's).
-    pub host: Option<String>,
-}
-
 /// A parsed origin, ready for the proxy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
@@ -196,6 +181,13 @@ pub struct NodeSetup {
     pub max_body_bytes: u64,
     /// Origin cache size in bytes.
     pub cache_bytes: usize,
+    /// What a node without control serves (ignored under control).
+    pub local: LocalSetup,
+}
+
+/// The functions, routes and origins of a local config.
+#[derive(Debug, Default)]
+pub struct LocalSetup {
     /// Origin for `bypass` routes.
     pub default_origin: Option<String>,
     /// Functions to deploy.
@@ -209,6 +201,12 @@ pub struct NodeSetup {
 }
 
 impl NodeConfig {
+    /// The same config listening on `listen`.
+    pub fn with_listen(mut self, listen: SocketAddr) -> NodeConfig {
+        self.server.listen = listen.to_string();
+        self
+    }
+
     /// Reads and parses a config file.
     pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
         read_toml(path)
@@ -265,32 +263,12 @@ impl NodeConfig {
         }
         let routes = RouteTable::new(self.routes)
             .map_err(|error| ConfigError::Invalid(format!("routes: {error}")))?;
-        for route in routes.routes() {
-            let (function, origin) = match &route.target {
-                RouteTarget::Function {
-                    name,
-                    fallback_origin,
-                } => (Some(name), fallback_origin.as_ref()),
-                RouteTarget::Origin { name } => (None, Some(name)),
-                RouteTarget::Bypass => (None, None),
-            };
-            if let Some(function) = function
-                && !names.contains(function)
-            {
-                return Err(ConfigError::Invalid(format!(
-                    "routes: route #{} refers to function {function:?}, which is not configured",
-                    route.index + 1
-                )));
-            }
-            if let Some(origin) = origin
-                && !origins.contains_key(origin)
-            {
-                return Err(ConfigError::Invalid(format!(
-                    "routes: route #{} refers to origin {origin:?}, which is not configured",
-                    route.index + 1
-                )));
-            }
-        }
+        routes
+            .check_targets(
+                |name| names.contains(name),
+                |name| origins.contains_key(name),
+            )
+            .map_err(|error| ConfigError::Invalid(format!("routes: {error}")))?;
         if let Some(origin) = &self.server.default_origin
             && !origins.contains_key(origin)
         {
@@ -305,11 +283,13 @@ impl NodeConfig {
             memory_budget_bytes: mib(self.engine.memory_budget_mb),
             max_body_bytes: self.server.max_body_bytes,
             cache_bytes: mib(self.server.cache_mb),
-            default_origin: self.server.default_origin,
-            functions,
-            refused,
-            origins,
-            routes,
+            local: LocalSetup {
+                default_origin: self.server.default_origin,
+                functions,
+                refused,
+                origins,
+                routes,
+            },
         })
     }
 }
@@ -331,27 +311,38 @@ fn mib(value: u64) -> usize {
 }
 
 fn spec(function: FunctionSection, bundle: Bundle) -> Result<FunctionSpec, ConfigError> {
-    let mut env = serde_json::Map::new();
+    let mut vars = serde_json::Map::new();
     for (key, value) in function.vars {
         let value = serde_json::to_value(value).map_err(|error| {
             ConfigError::Invalid(format!("function {:?}: vars.{key}: {error}", function.name))
         })?;
-        env.insert(key, value);
-    }
-    for (key, value) in function.secrets {
-        env.insert(key, serde_json::Value::String(value));
+        vars.insert(key, value);
     }
     Ok(FunctionSpec {
         version: "local".into(),
+        env: function_env(vars, function.secrets),
         name: function.name,
         bundle: Arc::new(bundle),
-        env,
         limits: function.limits,
         preload: function.preload,
     })
 }
 
-fn parse_origin(origin: &OriginSection) -> Result<Origin, ConfigError> {
+/// A function's `env`: its vars, then its secrets (as strings; a secret wins over a var
+/// of the same name).
+pub fn function_env(
+    vars: serde_json::Map<String, serde_json::Value>,
+    secrets: impl IntoIterator<Item = (String, String)>,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut env = vars;
+    for (key, value) in secrets {
+        env.insert(key, serde_json::Value::String(value));
+    }
+    env
+}
+
+/// Checks an origin's URL and resolves it into what the proxy connects to.
+pub fn parse_origin(origin: &OriginSpec) -> Result<Origin, ConfigError> {
     let invalid = |why: &str| {
         ConfigError::Invalid(format!(
             "origin {:?}: url {:?} {why}",
@@ -419,7 +410,7 @@ pub struct ProjectManifest {
     pub routes: Vec<RouteRule>,
     /// Origins the function's routes may fall back to.
     #[serde(default)]
-    pub origins: Vec<OriginSection>,
+    pub origins: Vec<OriginSpec>,
 }
 
 impl ProjectManifest {
@@ -441,10 +432,11 @@ fn default_main() -> PathBuf {
     PathBuf::from("index.js")
 }
 
-/// Builds the config `outpost dev` serves: one function answering every path on `listen`.
-/// `path` is a handler file, or a directory with an `outpost.toml` (or an `index.js`).
-pub fn dev_config(path: &Path, listen: SocketAddr) -> Result<(NodeConfig, PathBuf), ConfigError> {
-    let (manifest, base) = if path.is_dir() {
+/// Reads a project: `path` is a handler file (named after its stem), or a directory with
+/// an `outpost.toml` (or just an `index.js`). Returns the manifest and the directory its
+/// paths are relative to.
+pub fn load_project(path: &Path) -> Result<(ProjectManifest, PathBuf), ConfigError> {
+    Ok(if path.is_dir() {
         let manifest_path = path.join("outpost.toml");
         let manifest = if manifest_path.exists() {
             read_toml::<ProjectManifest>(&manifest_path)?
@@ -466,7 +458,13 @@ pub fn dev_config(path: &Path, listen: SocketAddr) -> Result<(NodeConfig, PathBu
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
         (ProjectManifest::for_entry(name, main), base)
-    };
+    })
+}
+
+/// Builds the config `outpost dev` serves: one function answering every path on `listen`.
+/// `path` is a handler file, or a directory with an `outpost.toml` (or an `index.js`).
+pub fn dev_config(path: &Path, listen: SocketAddr) -> Result<(NodeConfig, PathBuf), ConfigError> {
+    let (manifest, base) = load_project(path)?;
     let fallback = manifest.origins.first().map(|origin| origin.name.clone());
     let config = NodeConfig {
         server: ServerSection {
@@ -541,10 +539,10 @@ mod tests {
         let config =
             parse("[[functions]]\nname = \"gone\"\nmain = \"/nonexistent/outpost/index.js\"\n")?;
         let setup = config.into_setup(Path::new("."))?;
-        assert!(setup.functions.is_empty());
-        assert_eq!(setup.refused.len(), 1);
+        assert!(setup.local.functions.is_empty());
+        assert_eq!(setup.local.refused.len(), 1);
         assert!(
-            setup.refused[0]
+            setup.local.refused[0]
                 .reason
                 .contains("/nonexistent/outpost/index.js")
         );
@@ -553,7 +551,7 @@ mod tests {
 
     #[test]
     fn origins_parse_with_default_ports() -> Result<(), ConfigError> {
-        let origin = |url: &str| OriginSection {
+        let origin = |url: &str| OriginSpec {
             name: "o".into(),
             url: url.into(),
             cache: true,

@@ -2,6 +2,8 @@
 
 pub mod config;
 pub mod proxy;
+pub mod serving;
+pub mod sync;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,8 +18,14 @@ use outpost_routing::RouteTable;
 use pingora::server::Server;
 use pingora::server::configuration::ServerConf;
 
+use crate::config::LocalSetup;
 use crate::config::NodeSetup;
 use crate::proxy::EdgeProxy;
+use crate::serving::FunctionEntry;
+use crate::serving::LiveKey;
+use crate::serving::ServingState;
+use crate::sync::SyncConfig;
+use arc_swap::ArcSwap;
 
 /// The hello-world example, compiled in so a node runs with no files at all.
 pub const EMBEDDED_HELLO: &str = include_str!("../../../examples/hello/index.js");
@@ -39,56 +47,49 @@ pub fn embedded_setup(listen: std::net::SocketAddr) -> anyhow::Result<NodeSetup>
         memory_budget_bytes: 1024 * 1024 * 1024,
         max_body_bytes: config::DEFAULT_MAX_BODY_BYTES,
         cache_bytes: 0,
-        default_origin: None,
-        functions: vec![FunctionSpec {
-            name: "hello".into(),
-            version: "embedded".into(),
-            bundle: Arc::new(bundle),
-            env: serde_json::Map::new(),
-            limits: Limits::default(),
-            preload: true,
-        }],
-        refused: Vec::new(),
-        origins: HashMap::new(),
-        routes,
+        local: LocalSetup {
+            default_origin: None,
+            functions: vec![FunctionSpec {
+                name: "hello".into(),
+                version: "embedded".into(),
+                bundle: Arc::new(bundle),
+                env: serde_json::Map::new(),
+                limits: Limits::default(),
+                preload: true,
+            }],
+            refused: Vec::new(),
+            origins: HashMap::new(),
+            routes,
+        },
     })
 }
 
 /// Starts the engine, deploys every function (refusing, with a logged reason, those that
 /// do not boot) and serves HTTP until the process is told to stop. Never returns on success.
 pub fn serve(setup: NodeSetup) -> anyhow::Result<()> {
+    run(setup, None)
+}
+
+/// Serves what control publishes (and, until control answers, the last good snapshot on
+/// disk); `setup` supplies the listener and engine settings only.
+pub fn serve_controlled(setup: NodeSetup, sync: SyncConfig) -> anyhow::Result<()> {
+    run(setup, Some(sync))
+}
+
+fn run(setup: NodeSetup, sync: Option<SyncConfig>) -> anyhow::Result<()> {
     // deno_crypto brings aws-lc-rs next to ring: pick ring for rustls explicitly, before
-    // pingora builds any TLS config.
+    // pingora or quinn build any TLS config.
     let _ = rustls::crypto::ring::default_provider().install_default();
 
     let engine = Arc::new(Engine::start(EngineConfig {
         threads: setup.engine_threads,
         memory_budget_bytes: setup.memory_budget_bytes,
     })?);
-    let mut refused: HashMap<String, String> = setup
-        .refused
-        .into_iter()
-        .map(|refused| (refused.name, refused.reason))
-        .collect();
-    for (name, reason) in &refused {
-        tracing::error!(target: "outpost::node", function = %name, "function refused: {reason}");
+    let state = Arc::new(ArcSwap::from_pointee(ServingState::default()));
+    match sync {
+        Some(sync) => sync::start(sync, engine.clone(), state.clone())?,
+        None => state.store(Arc::new(deploy_local(&engine, setup.local)?)),
     }
-    let deployer = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    for spec in setup.functions {
-        let name = spec.name.clone();
-        match deployer.block_on(engine.deploy(spec)) {
-            Ok(()) => {
-                tracing::info!(target: "outpost::node", function = %name, "function deployed")
-            }
-            Err(error) => {
-                tracing::error!(target: "outpost::node", function = %name, "function refused: {error}");
-                refused.insert(name, error.to_string());
-            }
-        }
-    }
-    drop(deployer);
 
     let threads = match setup.server_threads {
         0 => std::thread::available_parallelism()
@@ -102,20 +103,52 @@ pub fn serve(setup: NodeSetup) -> anyhow::Result<()> {
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
-    let proxy = EdgeProxy::new(
-        engine,
-        setup.routes,
-        setup.origins,
-        setup.default_origin,
-        refused,
-        setup.max_body_bytes,
-        setup.cache_bytes,
-    );
+    let proxy = EdgeProxy::new(engine, state, setup.max_body_bytes, setup.cache_bytes);
     let mut service = pingora::proxy::http_proxy_service(&server.configuration, proxy);
     service.add_tcp(&setup.listen.to_string());
     server.add_service(service);
     tracing::info!(target: "outpost::node", listen = %setup.listen, "serving");
     server.run_forever()
+}
+
+/// Deploys a local config's functions and builds the state that serves them.
+fn deploy_local(engine: &Engine, local: LocalSetup) -> anyhow::Result<ServingState> {
+    let mut functions = HashMap::new();
+    for refused in local.refused {
+        tracing::error!(target: "outpost::node", function = %refused.name, "function refused: {}", refused.reason);
+        functions.insert(refused.name, FunctionEntry::Refused(refused.reason));
+    }
+    let deployer = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    for spec in local.functions {
+        let name = spec.name.clone();
+        let entry = match deployer.block_on(engine.deploy(spec)) {
+            Ok(()) => {
+                tracing::info!(target: "outpost::node", function = %name, "function deployed");
+                FunctionEntry::Live(vec![LiveKey {
+                    key: Arc::from(name.as_str()),
+                    version: Arc::from("local"),
+                    percent: 100,
+                }])
+            }
+            Err(error) => {
+                tracing::error!(target: "outpost::node", function = %name, "function refused: {error}");
+                FunctionEntry::Refused(error.to_string())
+            }
+        };
+        functions.insert(name, entry);
+    }
+    let default_origin = local
+        .default_origin
+        .and_then(|name| local.origins.get(&name).cloned());
+    Ok(ServingState {
+        version: None,
+        routes: local.routes,
+        functions,
+        origins: local.origins,
+        default_origin,
+    })
 }
 
 /// Logs go to stderr; `RUST_LOG` filters them (default: info).

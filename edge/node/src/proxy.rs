@@ -1,12 +1,12 @@
 //! The edge proxy: a pingora `ProxyHttp` app that routes each request to a function (the engine) or an origin (upstream + cache).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::LazyLock;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
 use outpost_engine::BodyChunk;
@@ -16,7 +16,6 @@ use outpost_engine::EngineResponse;
 use outpost_engine::FunctionFailure;
 use outpost_engine::RequestBody;
 use outpost_engine::ResponseBody;
-use outpost_routing::RouteTable;
 use outpost_routing::RouteTarget;
 use pingora::cache::CacheKey;
 use pingora::cache::CacheMetaDefaults;
@@ -35,6 +34,8 @@ use pingora::upstreams::peer::HttpPeer;
 use tokio::sync::mpsc;
 
 use crate::config::Origin;
+use crate::serving::Resolved;
+use crate::serving::ServingState;
 
 /// How long a response without freshness headers stays cached: not at all.
 static CACHE_DEFAULTS: CacheMetaDefaults = CacheMetaDefaults::new(|_| None, 0, 0);
@@ -45,14 +46,10 @@ struct OriginCache {
     eviction: &'static LruManager,
 }
 
-/// The routes, origins and functions one node serves.
+/// The proxy: routes each request against the node's current [`ServingState`].
 pub struct EdgeProxy {
     engine: Arc<Engine>,
-    routes: RouteTable,
-    origins: HashMap<String, Arc<Origin>>,
-    default_origin: Option<Arc<Origin>>,
-    /// Functions configured but refused at load, with the reason.
-    refused: HashMap<String, String>,
+    state: Arc<ArcSwap<ServingState>>,
     max_body_bytes: u64,
     cache: Option<OriginCache>,
     request_ids: RequestIds,
@@ -65,13 +62,11 @@ pub struct RequestCtx {
 }
 
 impl EdgeProxy {
-    /// Builds the proxy over a running engine.
+    /// Builds the proxy over a running engine; `state` may be swapped at any time
+    /// (each request uses the state current when it arrived).
     pub fn new(
         engine: Arc<Engine>,
-        routes: RouteTable,
-        origins: HashMap<String, Arc<Origin>>,
-        default_origin: Option<String>,
-        refused: HashMap<String, String>,
+        state: Arc<ArcSwap<ServingState>>,
         max_body_bytes: u64,
         cache_bytes: usize,
     ) -> EdgeProxy {
@@ -79,13 +74,9 @@ impl EdgeProxy {
             storage: Box::leak(Box::new(MemCache::new())),
             eviction: Box::leak(Box::new(LruManager::new(cache_bytes))),
         });
-        let default_origin = default_origin.and_then(|name| origins.get(&name).cloned());
         EdgeProxy {
             engine,
-            routes,
-            origins,
-            default_origin,
-            refused,
+            state,
             max_body_bytes,
             cache,
             request_ids: RequestIds::new(),
@@ -96,15 +87,33 @@ impl EdgeProxy {
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
+        state: &ServingState,
         function: &str,
         fallback: Option<&String>,
     ) -> pingora::Result<bool> {
         let request_id = self.request_ids.next();
-        if let Some(reason) = self.refused.get(function) {
-            let body = format!("function {function:?} is unavailable: {reason}\n");
-            respond_text(session, 503, &body, &request_id).await?;
-            return Ok(true);
-        }
+        let client = session
+            .client_addr()
+            .and_then(|addr| addr.as_inet())
+            .map(|addr| addr.ip());
+        let client = match client {
+            Some(std::net::IpAddr::V4(ip)) => ip.octets().to_vec(),
+            Some(std::net::IpAddr::V6(ip)) => ip.octets().to_vec(),
+            None => Vec::new(),
+        };
+        let key = match state.resolve(function, &client) {
+            Resolved::Run(live) => live.key.clone(),
+            Resolved::Refused(reason) => {
+                let body = format!("function {function:?} is unavailable: {reason}\n");
+                respond_text(session, 503, &body, &request_id).await?;
+                return Ok(true);
+            }
+            Resolved::Missing => {
+                let body = format!("function {function:?} is not deployed on this node\n");
+                respond_text(session, 503, &body, &request_id).await?;
+                return Ok(true);
+            }
+        };
         let header = session.req_header();
         if let Some(length) = content_length(header)
             && length > self.max_body_bytes
@@ -118,7 +127,7 @@ impl EdgeProxy {
         }
         let is_head = header.method == http::Method::HEAD;
         let (request, body_tx) = engine_request(session, request_id.clone());
-        let dispatch = self.engine.dispatch(function, request);
+        let dispatch = self.engine.dispatch(&key, request);
         let outcome = match body_tx {
             None => dispatch.await,
             Some(tx) => match pump_body(session, tx, dispatch, self.max_body_bytes).await {
@@ -142,7 +151,7 @@ impl EdgeProxy {
                 pass_through: true, ..
             }) if fallback.is_some() => {
                 // ctx.passThroughOnException(): the origin answers instead.
-                ctx.origin = fallback.and_then(|name| self.origins.get(name).cloned());
+                ctx.origin = fallback.and_then(|name| state.origins.get(name).cloned());
                 Ok(false)
             }
             Err(failure) => {
@@ -174,23 +183,24 @@ impl ProxyHttp for EdgeProxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<bool> {
+        let state = self.state.load_full();
         let header = session.req_header();
         let host = request_host(header);
         let path = header.uri.path();
-        let route = self
+        let route = state
             .routes
             .find(host, path, header.method.as_str())
-            .map(|route| route.target.clone());
+            .map(|route| &route.target);
         match route {
             Some(RouteTarget::Function {
                 name,
                 fallback_origin,
             }) => {
-                self.serve_function(session, ctx, &name, fallback_origin.as_ref())
+                self.serve_function(session, ctx, &state, name, fallback_origin.as_ref())
                     .await
             }
             Some(RouteTarget::Origin { name }) => {
-                ctx.origin = self.origins.get(&name).cloned();
+                ctx.origin = state.origins.get(name).cloned();
                 if let Some(length) = content_length(session.req_header())
                     && length > self.max_body_bytes
                 {
@@ -206,8 +216,8 @@ impl ProxyHttp for EdgeProxy {
                 }
                 Ok(false)
             }
-            Some(RouteTarget::Bypass) if self.default_origin.is_some() => {
-                ctx.origin = self.default_origin.clone();
+            Some(RouteTarget::Bypass) if state.default_origin.is_some() => {
+                ctx.origin = state.default_origin.clone();
                 Ok(false)
             }
             Some(RouteTarget::Bypass) | None => {

@@ -23,6 +23,9 @@ use hyper::body::Bytes;
 use serde_json::Value;
 use serde_json::json;
 
+#[path = "node/control.rs"]
+mod control;
+
 /// A running `outpost-edge` process, killed on drop.
 struct Node {
     child: Child,

@@ -81,6 +81,30 @@ pub enum RouteError {
         /// What is wrong with it.
         reason: &'static str,
     },
+
+    /// The rule names a function that is not configured.
+    #[error(
+        "route #{} refers to function {name:?}, which is not configured",
+        .index + 1
+    )]
+    UnknownFunction {
+        /// 0-based position of the rule in the config.
+        index: usize,
+        /// The missing function.
+        name: String,
+    },
+
+    /// The rule names an origin that is not configured.
+    #[error(
+        "route #{} refers to origin {name:?}, which is not configured",
+        .index + 1
+    )]
+    UnknownOrigin {
+        /// 0-based position of the rule in the config.
+        index: usize,
+        /// The missing origin.
+        name: String,
+    },
 }
 
 impl RouteError {
@@ -93,7 +117,9 @@ impl RouteError {
             | Self::EmptyName { index, .. }
             | Self::InvalidHost { index, .. }
             | Self::InvalidPath { index, .. }
-            | Self::InvalidMethod { index, .. } => *index,
+            | Self::InvalidMethod { index, .. }
+            | Self::UnknownFunction { index, .. }
+            | Self::UnknownOrigin { index, .. } => *index,
         }
     }
 }

@@ -8,6 +8,7 @@ mod error;
 mod pattern;
 
 use serde::Deserialize;
+use serde::Serialize;
 
 pub use error::RouteError;
 use pattern::{HostPattern, PathPattern};
@@ -16,27 +17,33 @@ use pattern::{HostPattern, PathPattern};
 ///
 /// Exactly one target must be chosen: `function` (optionally with `origin` as
 /// its fallback), `origin` alone, or `bypass = true`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteRule {
     /// Host pattern; `None` means any host. `example.com` matches exactly,
     /// `*.example.com` matches any subdomain (one or more labels) but not the
     /// apex, and `*` matches any host. Compared case-insensitively; request
     /// ports and trailing dots are ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
     /// Path pattern; `None` means any path. `/about` matches exactly,
     /// `/api/*` matches `/api` and anything under `/api/`, and `/*` or `*`
     /// match any path. Compared case-sensitively.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     /// HTTP methods the rule applies to; `None` or empty means any method.
     /// Compared case-insensitively.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub methods: Option<Vec<String>>,
     /// Name of the function that handles matching requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub function: Option<String>,
     /// With `function`: the origin used by `ctx.passThroughOnException()`.
     /// Without `function`: the origin matching requests are proxied to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,
     /// `true`: matching stops here and no function runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bypass: Option<bool>,
 }
 
@@ -246,6 +253,39 @@ impl RouteTable {
             RouteTarget::Function { name, .. } => Some(name.as_str()),
             RouteTarget::Origin { .. } | RouteTarget::Bypass => None,
         })
+    }
+
+    /// Checks that every function and origin a route names exists (`has_function`,
+    /// `has_origin` answer for the configured ones); the error names the first route
+    /// that refers to something missing.
+    pub fn check_targets(
+        &self,
+        has_function: impl Fn(&str) -> bool,
+        has_origin: impl Fn(&str) -> bool,
+    ) -> Result<(), RouteError> {
+        for route in self.routes.iter() {
+            let (function, origin) = match &route.target {
+                RouteTarget::Function {
+                    name,
+                    fallback_origin,
+                } => (Some(name), fallback_origin.as_ref()),
+                RouteTarget::Origin { name } => (None, Some(name)),
+                RouteTarget::Bypass => (None, None),
+            };
+            if let Some(name) = function.filter(|name| !has_function(name)) {
+                return Err(RouteError::UnknownFunction {
+                    index: route.index,
+                    name: name.clone(),
+                });
+            }
+            if let Some(name) = origin.filter(|name| !has_origin(name)) {
+                return Err(RouteError::UnknownOrigin {
+                    index: route.index,
+                    name: name.clone(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Names of every origin referenced, both proxy targets and function

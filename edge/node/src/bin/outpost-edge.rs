@@ -1,21 +1,35 @@
-//! `outpost-edge`: runs an edge node from a config file, or the embedded hello example when given none.
+//! `outpost-edge`: runs an edge node from a config file, from control, or with the embedded hello example when given neither.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
 use outpost_edge::config::NodeConfig;
+use outpost_edge::sync::SyncConfig;
 
 /// Runs an Outpost edge node.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
-    /// Node config (TOML). Without it the node serves the built-in hello example.
+    /// Node config (TOML). Without it (and without --control) the node serves the
+    /// built-in hello example. Under --control only its [server] and [engine] apply.
     #[arg(long, short)]
     config: Option<PathBuf>,
-    /// Listen address when running the built-in example.
+    /// Listen address when no config file is given.
     #[arg(long, default_value = outpost_edge::config::DEFAULT_LISTEN)]
     listen: std::net::SocketAddr,
+    /// Follow the control service at this QUIC address (host:port).
+    #[arg(long, env = "OUTPOST_CONTROL")]
+    control: Option<String>,
+    /// One-time join token from `outpost-control init` (needed on first start only).
+    #[arg(long, env = "OUTPOST_JOIN_TOKEN", requires = "control")]
+    join_token: Option<String>,
+    /// Where the node keeps its identity, last good snapshot and bundles.
+    #[arg(long, default_value = "outpost-node-data")]
+    data_dir: PathBuf,
+    /// Name shown by `outpost nodes` (default: the host name).
+    #[arg(long)]
+    name: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -29,9 +43,34 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|| PathBuf::from("."));
             NodeConfig::load(path)?.into_setup(&base)?
         }
+        None if args.control.is_some() => NodeConfig::default()
+            .with_listen(args.listen)
+            .into_setup(std::path::Path::new("."))?,
         None => {
             outpost_edge::embedded_setup(args.listen).context("building the embedded example")?
         }
     };
-    outpost_edge::serve(setup)
+    match args.control {
+        Some(control) => {
+            let name = args.name.unwrap_or_else(host_name);
+            outpost_edge::serve_controlled(
+                setup,
+                SyncConfig {
+                    control,
+                    join_token: args.join_token,
+                    data_dir: args.data_dir,
+                    name,
+                },
+            )
+        }
+        None => outpost_edge::serve(setup),
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "edge".into())
 }

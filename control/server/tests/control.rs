@@ -1,0 +1,916 @@
+//! Control in-process on port 0: the admin API through reqwest, and nodes through quinn with `outpost_proto::tls`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use anyhow::bail;
+use anyhow::ensure;
+use outpost_control::InitInfo;
+use outpost_control::RunningControl;
+use outpost_control::ServeConfig;
+use outpost_proto::BundleArchive;
+use outpost_proto::BundleHash;
+use outpost_proto::CONTROL_SERVER_NAME;
+use outpost_proto::Snapshot;
+use outpost_proto::api::NodeInfo;
+use outpost_proto::api::Published;
+use outpost_proto::api::Status;
+use outpost_proto::tls;
+use outpost_proto::wire;
+use outpost_proto::wire::ControlMessage;
+use outpost_proto::wire::NodeMessage;
+use outpost_proto::wire::Request;
+use outpost_proto::wire::Response;
+use reqwest::Method;
+use reqwest::StatusCode;
+use serde_json::Value;
+use serde_json::json;
+
+const SECRET_VALUE: &str = "hunter2-do-not-print";
+
+/// A fresh data directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(label: &str) -> TempDir {
+        TempDir(std::env::temp_dir().join(format!(
+            "outpost-control-{label}-{}-{}",
+            std::process::id(),
+            hex::encode(rand::random::<[u8; 6]>())
+        )))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Control's log lines, shown with a failing test's output.
+fn capture_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("outpost::control=debug")
+        .with_test_writer()
+        .try_init();
+}
+
+async fn start(dir: &TempDir) -> anyhow::Result<RunningControl> {
+    let local: SocketAddr = "127.0.0.1:0".parse()?;
+    start_at(dir, local, local).await
+}
+
+async fn start_at(
+    dir: &TempDir,
+    api_listen: SocketAddr,
+    quic_listen: SocketAddr,
+) -> anyhow::Result<RunningControl> {
+    Ok(outpost_control::start(ServeConfig {
+        data_dir: dir.0.clone(),
+        api_listen,
+        quic_listen,
+    })
+    .await?)
+}
+
+/// The admin API with a token.
+struct Admin {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Admin {
+    fn new(control: &RunningControl, token: &str) -> Admin {
+        Admin {
+            http: reqwest::Client::new(),
+            base: format!("http://{}", control.api_addr()),
+            token: token.to_owned(),
+        }
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> anyhow::Result<(StatusCode, String)> {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        Ok((status, response.text().await?))
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<(StatusCode, Value)> {
+        let body = body.map(|body| body.to_string().into_bytes());
+        let (status, text) = self.send(method, path, body).await?;
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).with_context(|| format!("{path}: {text}"))?
+        };
+        Ok((status, value))
+    }
+
+    /// A call that must answer 200; its body parsed as `T`.
+    async fn ok<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<T> {
+        let (status, value) = self.call(method.clone(), path, body).await?;
+        ensure!(
+            status == StatusCode::OK,
+            "{method} {path}: {status} {value}"
+        );
+        Ok(serde_json::from_value(value)?)
+    }
+
+    /// A call that must fail with `expected`; returns the `ApiError` message.
+    async fn fails(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        expected: StatusCode,
+    ) -> anyhow::Result<String> {
+        let (status, value) = self.call(method.clone(), path, body).await?;
+        ensure!(
+            status == expected,
+            "{method} {path}: expected {expected}, got {status} {value}"
+        );
+        value["error"]
+            .as_str()
+            .map(str::to_owned)
+            .context("error body without `error`")
+    }
+
+    async fn upload(&self, source: &str) -> anyhow::Result<(BundleHash, Vec<u8>)> {
+        let bytes = archive(source);
+        let hash = BundleHash::of(&bytes);
+        let (status, text) = self
+            .send(
+                Method::PUT,
+                &format!("/v1/bundles/{hash}"),
+                Some(bytes.clone()),
+            )
+            .await?;
+        ensure!(status == StatusCode::OK, "upload: {status} {text}");
+        Ok((hash, bytes))
+    }
+
+    async fn deploy(&self, function: &str, body: Value) -> anyhow::Result<Published> {
+        self.ok(
+            Method::POST,
+            &format!("/v1/functions/{function}/versions"),
+            Some(body),
+        )
+        .await
+    }
+}
+
+fn archive(source: &str) -> Vec<u8> {
+    BundleArchive {
+        main: "index.js".into(),
+        modules: BTreeMap::from([("index.js".to_owned(), source.to_owned())]),
+    }
+    .to_bytes()
+}
+
+fn live(published: &Published) -> Vec<(u64, u8)> {
+    published
+        .live
+        .iter()
+        .map(|live| (live.version, live.percent))
+        .collect()
+}
+
+fn client_endpoint() -> anyhow::Result<quinn::Endpoint> {
+    Ok(quinn::Endpoint::client("127.0.0.1:0".parse()?)?)
+}
+
+/// What a node keeps after joining.
+struct Identity {
+    node_id: String,
+    key_pem: String,
+    cert_pem: String,
+    ca_pem: String,
+}
+
+/// Sends a join request on a connection without a certificate; returns the answer and
+/// the key the CSR was made for.
+async fn join(addr: SocketAddr, token: &str, name: &str) -> anyhow::Result<(Response, String)> {
+    let parts = tls::parse_join_token(token)?;
+    let endpoint = client_endpoint()?;
+    let connection = endpoint
+        .connect_with(
+            tls::join_client_config(&parts.ca_sha256)?,
+            addr,
+            CONTROL_SERVER_NAME,
+        )?
+        .await?;
+    let key = tls::new_node_key(name)?;
+    let (mut send, mut recv) = connection.open_bi().await?;
+    wire::write_message(
+        &mut send,
+        &Request::Join {
+            token: token.to_owned(),
+            name: name.to_owned(),
+            csr_pem: key.csr_pem.clone(),
+        },
+    )
+    .await?;
+    send.finish()?;
+    let response: Response = wire::read_message(&mut recv)
+        .await?
+        .context("no answer to the join request")?;
+    connection.close(0u32.into(), b"done");
+    if let Response::Joined { ca_pem, .. } = &response {
+        ensure!(
+            tls::ca_sha256(ca_pem)? == parts.ca_sha256,
+            "CA differs from the pin"
+        );
+    }
+    Ok((response, key.key_pem))
+}
+
+async fn join_ok(addr: SocketAddr, token: &str, name: &str) -> anyhow::Result<Identity> {
+    match join(addr, token, name).await? {
+        (
+            Response::Joined {
+                node_id,
+                cert_pem,
+                ca_pem,
+            },
+            key_pem,
+        ) => Ok(Identity {
+            node_id,
+            key_pem,
+            cert_pem,
+            ca_pem,
+        }),
+        (other, _) => bail!("join refused: {other:?}"),
+    }
+}
+
+async fn connect(addr: SocketAddr, identity: &Identity) -> anyhow::Result<quinn::Connection> {
+    let config = tls::node_client_config(&identity.ca_pem, &identity.cert_pem, &identity.key_pem)?;
+    Ok(client_endpoint()?
+        .connect_with(config, addr, CONTROL_SERVER_NAME)?
+        .await?)
+}
+
+/// A node's sync stream.
+struct Sync {
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+}
+
+impl Sync {
+    async fn open(connection: &quinn::Connection, applied: Option<u64>) -> anyhow::Result<Sync> {
+        let (mut send, recv) = connection.open_bi().await?;
+        wire::write_message(
+            &mut send,
+            &NodeMessage::Hello {
+                name: "pop-1".into(),
+                applied,
+            },
+        )
+        .await?;
+        Ok(Sync { send, recv })
+    }
+
+    /// The next pushed snapshot, within a second.
+    async fn next(&mut self) -> anyhow::Result<Snapshot> {
+        let message: Option<ControlMessage> =
+            tokio::time::timeout(Duration::from_secs(1), wire::read_message(&mut self.recv))
+                .await
+                .context("no snapshot pushed within a second")??;
+        match message {
+            Some(ControlMessage::Snapshot { snapshot }) => Ok(snapshot),
+            None => bail!("the sync stream ended"),
+        }
+    }
+
+    async fn reply(&mut self, message: NodeMessage) -> anyhow::Result<()> {
+        Ok(wire::write_message(&mut self.send, &message).await?)
+    }
+}
+
+/// Waits until `GET /v1/nodes` shows what `done` wants.
+async fn wait_for_node(
+    admin: &Admin,
+    node_id: &str,
+    done: impl Fn(&NodeInfo) -> bool,
+) -> anyhow::Result<NodeInfo> {
+    for _ in 0..100 {
+        let nodes: Vec<NodeInfo> = admin.ok(Method::GET, "/v1/nodes", None).await?;
+        if let Some(node) = nodes.into_iter().find(|node| node.id == node_id)
+            && done(&node)
+        {
+            return Ok(node);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bail!("node {node_id} never reached the expected state")
+}
+
+#[tokio::test]
+async fn admin_api_deploys_splits_promotes_and_rolls_back() -> anyhow::Result<()> {
+    capture_logs();
+    let dir = TempDir::new("api");
+    let InitInfo {
+        admin_token,
+        join_token,
+    } = outpost_control::init(&dir.0)?;
+    assert!(outpost_control::init(&dir.0).is_err(), "init twice");
+    let control = start(&dir).await?;
+    let admin = Admin::new(&control, &admin_token);
+
+    // Authentication.
+    let anonymous = reqwest::Client::new()
+        .get(format!("{}/v1/status", admin.base))
+        .send()
+        .await?;
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    assert!(anonymous.text().await?.contains("\"error\""));
+    let wrong = Admin::new(&control, "not-the-token");
+    wrong
+        .fails(Method::GET, "/v1/functions", None, StatusCode::UNAUTHORIZED)
+        .await?;
+    let status: Status = admin.ok(Method::GET, "/v1/status", None).await?;
+    assert_eq!(status.snapshot_version, 0);
+
+    // Bundles: checked against their hash and shape, stored once.
+    let bytes = archive("export default { fetch() { return new Response('v1') } }");
+    let hash = BundleHash::of(&bytes);
+    let other = BundleHash::of(b"other");
+    let (status, text) = admin
+        .send(
+            Method::PUT,
+            &format!("/v1/bundles/{other}"),
+            Some(bytes.clone()),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(text.contains("hashes to"), "{text}");
+    let (status, _) = admin
+        .send(Method::PUT, "/v1/bundles/not-a-hash", Some(bytes.clone()))
+        .await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let junk = b"{\"main\":\"x.js\",\"modules\":{}}".to_vec();
+    let (status, _) = admin
+        .send(
+            Method::PUT,
+            &format!("/v1/bundles/{}", BundleHash::of(&junk)),
+            Some(junk),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let stored: Value = admin
+        .send(
+            Method::PUT,
+            &format!("/v1/bundles/{hash}"),
+            Some(bytes.clone()),
+        )
+        .await
+        .and_then(|(_, text)| Ok(serde_json::from_str(&text)?))?;
+    assert_eq!(stored["existed"], json!(false));
+    let (_, again) = admin
+        .send(
+            Method::PUT,
+            &format!("/v1/bundles/{hash}"),
+            Some(bytes.clone()),
+        )
+        .await?;
+    assert!(again.contains("\"existed\":true"), "{again}");
+    let (status, _) = admin
+        .send(Method::HEAD, &format!("/v1/bundles/{hash}"), None)
+        .await?;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = admin
+        .send(Method::HEAD, &format!("/v1/bundles/{other}"), None)
+        .await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (v2, _) = admin
+        .upload("export default { fetch() { return new Response('v2') } }")
+        .await?;
+
+    // Deploy refusals.
+    admin
+        .fails(
+            Method::POST,
+            "/v1/functions/api/versions",
+            Some(json!({ "bundle": other })),
+            StatusCode::NOT_FOUND,
+        )
+        .await?;
+    admin
+        .fails(
+            Method::POST,
+            "/v1/functions/api/versions",
+            Some(json!({ "bundle": hash, "percent": 50 })),
+            StatusCode::CONFLICT,
+        )
+        .await?;
+    admin
+        .fails(
+            Method::POST,
+            "/v1/functions/bad.name/versions",
+            Some(json!({ "bundle": hash })),
+            StatusCode::BAD_REQUEST,
+        )
+        .await?;
+    admin
+        .fails(
+            Method::POST,
+            "/v1/functions/api/versions",
+            Some(
+                json!({ "bundle": hash, "routes": [{ "path": "/x/*", "function": "elsewhere" }] }),
+            ),
+            StatusCode::BAD_REQUEST,
+        )
+        .await?;
+    admin
+        .fails(
+            Method::POST,
+            "/v1/functions/api/versions",
+            Some(json!({ "bundle": hash, "unknown": 1 })),
+            StatusCode::BAD_REQUEST,
+        )
+        .await?;
+
+    // Deploy, split, promote, rollback.
+    let published = admin
+        .deploy(
+            "api",
+            json!({
+                "bundle": hash,
+                "vars": { "GREETING": "hi" },
+                "routes": [
+                    { "path": "/*", "function": "api" },
+                    { "host": "example.com", "path": "/api/*", "function": "api" }
+                ],
+                "message": "first"
+            }),
+        )
+        .await?;
+    assert_eq!(
+        (live(&published), published.snapshot_version),
+        (vec![(1, 100)], 1)
+    );
+    admin
+        .fails(
+            Method::POST,
+            "/v1/functions/api/versions",
+            Some(json!({ "bundle": v2, "percent": 0 })),
+            StatusCode::BAD_REQUEST,
+        )
+        .await?;
+    let split = admin
+        .deploy("api", json!({ "bundle": v2, "percent": 10 }))
+        .await?;
+    assert_eq!(live(&split), [(2, 10), (1, 90)]);
+    let promoted: Published = admin
+        .ok(Method::POST, "/v1/functions/api/promote", None)
+        .await?;
+    assert_eq!(live(&promoted), [(2, 100)]);
+    admin
+        .fails(
+            Method::POST,
+            "/v1/functions/api/promote",
+            None,
+            StatusCode::CONFLICT,
+        )
+        .await?;
+    let rolled: Published = admin
+        .ok(Method::POST, "/v1/functions/api/rollback", None)
+        .await?;
+    assert_eq!(live(&rolled), [(1, 100)]);
+    let rolled: Published = admin
+        .ok(
+            Method::POST,
+            "/v1/functions/api/rollback",
+            Some(json!({ "version": 2 })),
+        )
+        .await?;
+    assert_eq!(live(&rolled), [(2, 100)]);
+    assert_eq!(rolled.snapshot_version, 5);
+    admin
+        .fails(
+            Method::POST,
+            "/v1/functions/api/rollback",
+            Some(json!({ "version": 9 })),
+            StatusCode::NOT_FOUND,
+        )
+        .await?;
+    admin
+        .fails(
+            Method::GET,
+            "/v1/functions/nope",
+            None,
+            StatusCode::NOT_FOUND,
+        )
+        .await?;
+    admin
+        .fails(
+            Method::POST,
+            "/v1/functions/nope/promote",
+            None,
+            StatusCode::NOT_FOUND,
+        )
+        .await?;
+
+    // Routes come back most specific first, with their owner.
+    let routes: Value = admin.ok(Method::GET, "/v1/routes", None).await?;
+    assert_eq!(routes[0]["owner"], json!("api"));
+    assert_eq!(routes[0]["rule"]["host"], json!("example.com"));
+    assert_eq!(routes[1]["rule"]["path"], json!("/*"));
+
+    // Secrets: set, listed by name, never returned.
+    admin
+        .fails(
+            Method::PUT,
+            "/v1/functions/api/secrets/not-valid",
+            Some(json!({ "value": "x" })),
+            StatusCode::BAD_REQUEST,
+        )
+        .await?;
+    admin
+        .fails(
+            Method::PUT,
+            "/v1/functions/nope/secrets/TOKEN",
+            Some(json!({ "value": "x" })),
+            StatusCode::NOT_FOUND,
+        )
+        .await?;
+    let with_secret: Published = admin
+        .ok(
+            Method::PUT,
+            "/v1/functions/api/secrets/TOKEN",
+            Some(json!({ "value": SECRET_VALUE })),
+        )
+        .await?;
+    assert_eq!(with_secret.snapshot_version, 6);
+    let secrets: Value = admin
+        .ok(Method::GET, "/v1/functions/api/secrets", None)
+        .await?;
+    assert_eq!(secrets[0]["name"], json!("TOKEN"));
+    let function: Value = admin.ok(Method::GET, "/v1/functions/api", None).await?;
+    assert_eq!(function["secrets"], json!(["TOKEN"]));
+    assert_eq!(function["versions"], json!(2));
+    for path in [
+        "/v1/status",
+        "/v1/functions",
+        "/v1/functions/api",
+        "/v1/functions/api/versions",
+        "/v1/functions/api/secrets",
+        "/v1/routes",
+        "/v1/nodes",
+    ] {
+        let (status, text) = admin.send(Method::GET, path, None).await?;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert!(!text.contains(SECRET_VALUE), "{path} shows a secret value");
+    }
+    let removed: Published = admin
+        .ok(Method::DELETE, "/v1/functions/api/secrets/TOKEN", None)
+        .await?;
+    assert_eq!(removed.snapshot_version, 7);
+    admin
+        .fails(
+            Method::DELETE,
+            "/v1/functions/api/secrets/TOKEN",
+            None,
+            StatusCode::NOT_FOUND,
+        )
+        .await?;
+
+    // Two functions may not declare the same origin: the snapshot check refuses it.
+    let origin = json!([{ "name": "site", "url": "http://127.0.0.1:9" }]);
+    admin
+        .deploy("other", json!({ "bundle": hash, "origins": origin }))
+        .await?;
+    let refusal = admin
+        .fails(
+            Method::POST,
+            "/v1/functions/api/versions",
+            Some(json!({ "bundle": hash, "origins": origin })),
+            StatusCode::CONFLICT,
+        )
+        .await?;
+    assert!(refusal.contains("\"site\" appears twice"), "{refusal}");
+    let deleted: Published = admin
+        .ok(Method::DELETE, "/v1/functions/other", None)
+        .await?;
+    assert!(deleted.live.is_empty());
+    admin
+        .fails(
+            Method::GET,
+            "/v1/functions/other",
+            None,
+            StatusCode::NOT_FOUND,
+        )
+        .await?;
+    let functions: Value = admin.ok(Method::GET, "/v1/functions", None).await?;
+    assert_eq!(functions.as_array().map(Vec::len), Some(1));
+
+    // Join tokens pin the same CA as the first one.
+    let token: Value = admin.ok(Method::POST, "/v1/join-tokens", None).await?;
+    let made = tls::parse_join_token(token["token"].as_str().context("token")?)?;
+    assert_eq!(
+        made.ca_sha256,
+        tls::parse_join_token(&join_token)?.ca_sha256
+    );
+    let from_disk = tls::parse_join_token(&outpost_control::create_join_token(&dir.0)?)?;
+    assert_eq!(from_disk.ca_sha256, made.ca_sha256);
+    assert_ne!(from_disk.secret, made.secret);
+
+    control.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn nodes_join_sync_fetch_and_survive_a_restart() -> anyhow::Result<()> {
+    capture_logs();
+    let dir = TempDir::new("nodes");
+    let init = outpost_control::init(&dir.0)?;
+    let control = start(&dir).await?;
+    let admin = Admin::new(&control, &init.admin_token);
+    let (hash, bytes) = admin.upload("export default {}").await?;
+    admin.deploy("api", json!({ "bundle": hash })).await?;
+    admin
+        .ok::<Published>(
+            Method::PUT,
+            "/v1/functions/api/secrets/TOKEN",
+            Some(json!({ "value": SECRET_VALUE })),
+        )
+        .await?;
+
+    // Join: the token works once.
+    let quic = control.quic_addr();
+    let identity = join_ok(quic, &init.join_token, "pop-1").await?;
+    assert!(identity.node_id.starts_with("node-"));
+    match join(quic, &init.join_token, "pop-2").await?.0 {
+        Response::Error { message } => assert!(message.contains("join token"), "{message}"),
+        other => bail!("second join with one token: {other:?}"),
+    }
+
+    // Sync: the current snapshot at once, then each new version within a second.
+    let connection = connect(quic, &identity).await?;
+    let mut sync = Sync::open(&connection, None).await?;
+    let first = sync.next().await?;
+    assert_eq!(first.version, 2);
+    assert_eq!(
+        first.functions[0].deployments[0]
+            .secrets
+            .0
+            .get("TOKEN")
+            .map(String::as_str),
+        Some(SECRET_VALUE)
+    );
+    sync.reply(NodeMessage::Ack { version: 2 }).await?;
+    let node = wait_for_node(&admin, &identity.node_id, |node| {
+        node.applied_version == Some(2)
+    })
+    .await?;
+    assert!(node.connected);
+    assert_eq!(node.name, "pop-1");
+    assert!(node.address.is_some());
+
+    let (v2, _) = admin.upload("export default { v: 2 }").await?;
+    let split = admin
+        .deploy("api", json!({ "bundle": v2, "percent": 25 }))
+        .await?;
+    let pushed = sync.next().await?;
+    assert_eq!(pushed.version, split.snapshot_version);
+    assert_eq!(
+        pushed.functions[0]
+            .deployments
+            .iter()
+            .map(|d| (d.version, d.percent))
+            .collect::<Vec<_>>(),
+        [(2, 25), (1, 75)]
+    );
+    sync.reply(NodeMessage::Nack {
+        version: pushed.version,
+        error: "api v2: SyntaxError at index.js:1".into(),
+    })
+    .await?;
+    let node = wait_for_node(&admin, &identity.node_id, |node| node.last_nack.is_some()).await?;
+    assert_eq!(node.applied_version, Some(2));
+    let nack = node.last_nack.context("nack")?;
+    assert_eq!(nack.version, pushed.version);
+    assert!(nack.error.contains("SyntaxError"));
+    let status: Status = admin.ok(Method::GET, "/v1/status", None).await?;
+    assert_eq!(
+        (status.nodes, status.nodes_connected, status.nodes_current),
+        (1, 1, 0)
+    );
+
+    // Bundles by hash on their own stream.
+    let (mut send, mut recv) = connection.open_bi().await?;
+    wire::write_message(&mut send, &Request::Bundle { hash: hash.clone() }).await?;
+    let answer: Option<Response> = wire::read_message(&mut recv).await?;
+    assert_eq!(answer, Some(Response::Bundle));
+    assert_eq!(wire::read_bytes(&mut recv).await?, Some(bytes));
+    let (mut send, mut recv) = connection.open_bi().await?;
+    wire::write_message(
+        &mut send,
+        &Request::Bundle {
+            hash: BundleHash::of(b"missing"),
+        },
+    )
+    .await?;
+    let answer: Option<Response> = wire::read_message(&mut recv).await?;
+    assert!(matches!(answer, Some(Response::Error { .. })), "{answer:?}");
+
+    // Without a certificate, only a join is allowed.
+    let parts = tls::parse_join_token(&init.join_token)?;
+    let anonymous = client_endpoint()?
+        .connect_with(
+            tls::join_client_config(&parts.ca_sha256)?,
+            quic,
+            CONTROL_SERVER_NAME,
+        )?
+        .await?;
+    let (mut send, mut recv) = anonymous.open_bi().await?;
+    wire::write_message(
+        &mut send,
+        &NodeMessage::Hello {
+            name: "sneaky".into(),
+            applied: None,
+        },
+    )
+    .await?;
+    let answer: Option<Response> = wire::read_message(&mut recv).await?;
+    assert!(matches!(answer, Some(Response::Error { .. })), "{answer:?}");
+    let closed = tokio::time::timeout(Duration::from_secs(2), anonymous.closed()).await?;
+    assert!(
+        matches!(&closed, quinn::ConnectionError::ApplicationClosed(close)
+            if close.error_code == quinn::VarInt::from_u32(wire::close::PROTOCOL)),
+        "{closed:?}"
+    );
+
+    // A join client pinning another CA refuses control.
+    let wrong_pin = client_endpoint()?
+        .connect_with(
+            tls::join_client_config(&"0".repeat(64))?,
+            quic,
+            CONTROL_SERVER_NAME,
+        )?
+        .await;
+    assert!(wrong_pin.is_err());
+
+    // A certificate from another CA cannot connect.
+    let foreign_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut foreign_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    foreign_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let foreign_ca = foreign_params.self_signed(&foreign_key)?;
+    let impostor_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut impostor_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    impostor_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let impostor = impostor_params.signed_by(&impostor_key, &foreign_ca, &foreign_key)?;
+    let impostor = Identity {
+        node_id: String::new(),
+        key_pem: impostor_key.serialize_pem(),
+        cert_pem: impostor.pem(),
+        ca_pem: identity.ca_pem.clone(),
+    };
+    let attempt = tokio::time::timeout(Duration::from_secs(5), async {
+        let connection = connect(quic, &impostor).await?;
+        let mut sync = Sync::open(&connection, None).await?;
+        sync.next().await
+    })
+    .await?;
+    assert!(attempt.is_err(), "a foreign certificate got a snapshot");
+
+    // Shutdown closes node connections at once.
+    let (api_addr, quic_addr) = (control.api_addr(), control.quic_addr());
+    control.shutdown().await;
+    let closed = tokio::time::timeout(Duration::from_secs(1), connection.closed()).await?;
+    assert!(
+        matches!(&closed, quinn::ConnectionError::ApplicationClosed(close)
+            if close.error_code == quinn::VarInt::from_u32(wire::close::SHUTDOWN)),
+        "{closed:?}"
+    );
+
+    // Restarted on the same directory and addresses: same snapshot, functions and nodes.
+    let control = start_at(&dir, api_addr, quic_addr).await?;
+    let admin = Admin::new(&control, &init.admin_token);
+    let status: Status = admin.ok(Method::GET, "/v1/status", None).await?;
+    assert_eq!(status.snapshot_version, split.snapshot_version);
+    assert_eq!(
+        (status.functions, status.nodes, status.nodes_connected),
+        (1, 1, 0)
+    );
+    let function: Published = admin
+        .ok(Method::POST, "/v1/functions/api/promote", None)
+        .await?;
+    assert_eq!(live(&function), [(2, 100)]);
+    let nodes: Vec<NodeInfo> = admin.ok(Method::GET, "/v1/nodes", None).await?;
+    assert_eq!(nodes.len(), 1);
+    assert_eq!(nodes[0].applied_version, Some(2));
+
+    // The node reconnects with its certificate; it is only sent what it lacks.
+    let connection = connect(control.quic_addr(), &identity).await?;
+    let mut sync = Sync::open(&connection, Some(function.snapshot_version)).await?;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), wire::read_bytes(&mut sync.recv))
+            .await
+            .is_err(),
+        "control pushed a snapshot the node already has"
+    );
+    let rolled: Published = admin
+        .ok(Method::POST, "/v1/functions/api/rollback", None)
+        .await?;
+    assert_eq!(sync.next().await?.version, rolled.snapshot_version);
+    sync.reply(NodeMessage::Ack {
+        version: rolled.snapshot_version,
+    })
+    .await?;
+    let node = wait_for_node(&admin, &identity.node_id, |node| {
+        node.applied_version == Some(rolled.snapshot_version)
+    })
+    .await?;
+    assert!(node.connected && node.last_nack.is_none());
+
+    // A revoked node's certificate is closed out as unknown.
+    connection.close(0u32.into(), b"bye");
+    outpost_control::revoke_node(&dir.0, &identity.node_id)?;
+    let connection = connect(control.quic_addr(), &identity).await?;
+    let closed = tokio::time::timeout(Duration::from_secs(2), connection.closed()).await?;
+    assert!(
+        matches!(&closed, quinn::ConnectionError::ApplicationClosed(close)
+            if close.error_code == quinn::VarInt::from_u32(wire::close::UNKNOWN_NODE)),
+        "{closed:?}"
+    );
+    control.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_nodes_follow_every_publish() -> anyhow::Result<()> {
+    capture_logs();
+    const NODES: usize = 100;
+    let dir = TempDir::new("fleet");
+    let init = outpost_control::init(&dir.0)?;
+    let control = start(&dir).await?;
+    let admin = Admin::new(&control, &init.admin_token);
+    let (hash, _) = admin.upload("export default {}").await?;
+    admin.deploy("api", json!({ "bundle": hash })).await?;
+
+    let quic = control.quic_addr();
+    let mut syncs = Vec::with_capacity(NODES);
+    let mut connections = Vec::with_capacity(NODES);
+    for i in 0..NODES {
+        let token = outpost_control::create_join_token(&dir.0)?;
+        let identity = join_ok(quic, &token, &format!("pop-{i}")).await?;
+        let connection = connect(quic, &identity).await?;
+        let mut sync = Sync::open(&connection, None).await?;
+        let snapshot = sync.next().await?;
+        sync.reply(NodeMessage::Ack {
+            version: snapshot.version,
+        })
+        .await?;
+        syncs.push(sync);
+        connections.push(connection);
+    }
+
+    // One publish reaches every node; every ACK is recorded.
+    let (v2, _) = admin.upload("export default { v: 2 }").await?;
+    let published = admin.deploy("api", json!({ "bundle": v2 })).await?;
+    // Control pushes to all at once; reading them one after another finds each waiting.
+    for sync in &mut syncs {
+        let snapshot = sync.next().await?;
+        assert_eq!(snapshot.version, published.snapshot_version);
+        sync.reply(NodeMessage::Ack {
+            version: snapshot.version,
+        })
+        .await?;
+    }
+    for _ in 0..250 {
+        let status: Status = admin.ok(Method::GET, "/v1/status", None).await?;
+        if status.nodes_current == NODES {
+            assert_eq!(status.nodes_connected, NODES);
+            control.shutdown().await;
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bail!("not every node's ACK was recorded")
+}
