@@ -25,7 +25,6 @@ use deno_core::PollEventLoopOptions;
 use deno_core::RcRef;
 use deno_core::Resource;
 use deno_core::RuntimeOptions;
-use deno_core::StaticModuleLoader;
 use deno_core::v8;
 use deno_error::JsErrorBox;
 use tokio::sync::mpsc;
@@ -39,12 +38,11 @@ use crate::ext::FunctionLabel;
 use crate::ext::PendingRequest;
 use crate::ext::RequestTable;
 use crate::ext::Responder;
+use crate::loader::BUNDLE_ROOT;
+use crate::loader::BundleLoader;
 use crate::watchdog::SliceClock;
 
 static SNAPSHOT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/OUTPOST_SNAPSHOT.bin"));
-
-/// Module specifiers of bundle files look like `file:///index.js`, so stack traces name the file.
-const BUNDLE_ROOT: &str = "file:///";
 
 /// Why an isolate could not be booted; the message names the module and line where V8 gave one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -432,11 +430,7 @@ fn drop_runtime(mut runtime: JsRuntime) {
 }
 
 fn new_runtime(spec: &FunctionSpec) -> Result<JsRuntime, BootError> {
-    let modules = spec.bundle.modules().filter_map(|(path, source)| {
-        let specifier = ModuleSpecifier::parse(&format!("{BUNDLE_ROOT}{path}")).ok()?;
-        Some((specifier, source.to_string()))
-    });
-    let loader = StaticModuleLoader::new(modules);
+    let loader = BundleLoader::new(&spec.bundle);
     let create_params = v8::CreateParams::default().heap_limits(0, spec.limits.heap_bytes());
     let runtime = JsRuntime::try_new(RuntimeOptions {
         startup_snapshot: Some(SNAPSHOT),

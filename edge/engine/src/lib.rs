@@ -10,6 +10,7 @@ mod exchange;
 mod ext;
 mod isolate;
 mod limits;
+mod loader;
 mod shard;
 mod watchdog;
 

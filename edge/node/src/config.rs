@@ -240,7 +240,7 @@ impl NodeConfig {
                 ConfigError::Invalid(format!("function {:?}: {error}", function.name))
             })?;
             let main = base_dir.join(&function.main);
-            match Bundle::from_entry_file(&main) {
+            match crate::bundler::load_entry(&main, base_dir) {
                 Ok(bundle) => functions.push(spec(function, bundle)?),
                 Err(error) => refused.push(RefusedFunction {
                     name: function.name,

@@ -1,11 +1,16 @@
 //! Outpost edge node: composition of config, the V8 engine and the pingora proxy into a serving process.
 
+pub mod bundler;
 pub mod config;
+mod dev;
 pub mod proxy;
 pub mod serving;
 pub mod sync;
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use outpost_engine::Bundle;
@@ -67,16 +72,46 @@ pub fn embedded_setup(listen: std::net::SocketAddr) -> anyhow::Result<NodeSetup>
 /// Starts the engine, deploys every function (refusing, with a logged reason, those that
 /// do not boot) and serves HTTP until the process is told to stop. Never returns on success.
 pub fn serve(setup: NodeSetup) -> anyhow::Result<()> {
-    run(setup, None)
+    run(setup, Source::Local)
+}
+
+/// `outpost dev`: serves the handler or project at `path` on `listen`, rebuilding and
+/// swapping in a new isolate whenever a source file changes (requests in flight finish
+/// on the old one). A build that fails is reported and the last good one keeps serving.
+pub fn serve_dev(path: &Path, listen: SocketAddr) -> anyhow::Result<()> {
+    let (config, base) = config::dev_config(path, listen)?;
+    let setup = config.into_setup(&base)?;
+    run(
+        setup,
+        Source::Dev {
+            path: path.to_path_buf(),
+            listen,
+            watch: base,
+        },
+    )
 }
 
 /// Serves what control publishes (and, until control answers, the last good snapshot on
 /// disk); `setup` supplies the listener and engine settings only.
 pub fn serve_controlled(setup: NodeSetup, sync: SyncConfig) -> anyhow::Result<()> {
-    run(setup, Some(sync))
+    run(setup, Source::Control(sync))
 }
 
-fn run(setup: NodeSetup, sync: Option<SyncConfig>) -> anyhow::Result<()> {
+/// Where a node's functions and routes come from.
+enum Source {
+    /// The local config in the setup.
+    Local,
+    /// The local config, rebuilt from `path` whenever a file under `watch` changes.
+    Dev {
+        path: PathBuf,
+        listen: SocketAddr,
+        watch: PathBuf,
+    },
+    /// Control.
+    Control(SyncConfig),
+}
+
+fn run(setup: NodeSetup, source: Source) -> anyhow::Result<()> {
     // deno_crypto brings aws-lc-rs next to ring: pick ring for rustls explicitly, before
     // pingora or quinn build any TLS config.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -86,9 +121,20 @@ fn run(setup: NodeSetup, sync: Option<SyncConfig>) -> anyhow::Result<()> {
         memory_budget_bytes: setup.memory_budget_bytes,
     })?);
     let state = Arc::new(ArcSwap::from_pointee(ServingState::default()));
-    match sync {
-        Some(sync) => sync::start(sync, engine.clone(), state.clone())?,
-        None => state.store(Arc::new(deploy_local(&engine, setup.local)?)),
+    match source {
+        Source::Control(sync) => sync::start(sync, engine.clone(), state.clone())?,
+        Source::Local => state.store(Arc::new(deploy_local(&engine, setup.local)?)),
+        Source::Dev {
+            path,
+            listen,
+            watch,
+        } => {
+            state.store(Arc::new(deploy_local(&engine, setup.local)?));
+            let (engine, state) = (engine.clone(), state.clone());
+            std::thread::Builder::new()
+                .name("outpost-dev-reload".into())
+                .spawn(move || dev::reload_on_change(&engine, &state, &path, listen, &watch))?;
+        }
     }
 
     let threads = match setup.server_threads {
@@ -112,7 +158,7 @@ fn run(setup: NodeSetup, sync: Option<SyncConfig>) -> anyhow::Result<()> {
 }
 
 /// Deploys a local config's functions and builds the state that serves them.
-fn deploy_local(engine: &Engine, local: LocalSetup) -> anyhow::Result<ServingState> {
+pub(crate) fn deploy_local(engine: &Engine, local: LocalSetup) -> anyhow::Result<ServingState> {
     let mut functions = HashMap::new();
     for refused in local.refused {
         tracing::error!(target: "outpost::node", function = %refused.name, "function refused: {}", refused.reason);

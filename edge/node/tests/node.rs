@@ -25,6 +25,8 @@ use serde_json::json;
 
 #[path = "node/control.rs"]
 mod control;
+#[path = "node/typescript.rs"]
+mod typescript;
 
 /// A running `outpost-edge` process, killed on drop.
 struct Node {
@@ -67,15 +69,7 @@ impl Node {
             log,
             _dir: dir,
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "node did not start; log:\n{}",
-                node.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_listening(port, "node", &node.log);
         node
     }
 
@@ -108,6 +102,19 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Waits (up to a minute) until a process listens on `port`; fails with its log.
+fn wait_listening(port: u16, what: &str, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not start; log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -15,9 +15,9 @@ struct Args {
     /// built-in hello example. Under --control only its [server] and [engine] apply.
     #[arg(long, short)]
     config: Option<PathBuf>,
-    /// Listen address when no config file is given.
-    #[arg(long, default_value = outpost_edge::config::DEFAULT_LISTEN)]
-    listen: std::net::SocketAddr,
+    /// Listen address [default: the config's, else 127.0.0.1:8080].
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
     /// Follow the control service at this QUIC address (host:port).
     #[arg(long, env = "OUTPOST_CONTROL")]
     control: Option<String>,
@@ -35,20 +35,29 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     outpost_edge::init_logging();
     let args = Args::parse();
+    let default_listen = || {
+        outpost_edge::config::DEFAULT_LISTEN
+            .parse()
+            .context("default listen address")
+    };
     let setup = match &args.config {
         Some(path) => {
             let base = path
                 .parent()
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("."));
-            NodeConfig::load(path)?.into_setup(&base)?
+            let config = NodeConfig::load(path)?;
+            let config = match args.listen {
+                Some(listen) => config.with_listen(listen),
+                None => config,
+            };
+            config.into_setup(&base)?
         }
         None if args.control.is_some() => NodeConfig::default()
-            .with_listen(args.listen)
+            .with_listen(args.listen.map_or_else(default_listen, Ok)?)
             .into_setup(std::path::Path::new("."))?,
-        None => {
-            outpost_edge::embedded_setup(args.listen).context("building the embedded example")?
-        }
+        None => outpost_edge::embedded_setup(args.listen.map_or_else(default_listen, Ok)?)
+            .context("building the embedded example")?,
     };
     match args.control {
         Some(control) => {

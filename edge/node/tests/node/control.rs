@@ -51,15 +51,7 @@ impl ControlledNode {
             data_dir: data_dir.to_path_buf(),
             name: name.to_string(),
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "node {name} did not start; log:\n{}",
-                node.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_listening(port, &format!("node {name}"), &node.log);
         node
     }
 

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 use std::time::Instant;
 
-use outpost_engine::Bundle;
 use outpost_proto::BundleArchive;
 use outpost_proto::BundleHash;
 use outpost_proto::api::BundleStored;
@@ -67,7 +66,7 @@ pub async fn deploy(control: &Control, args: DeployArgs, json: bool) -> Result<(
         .limits
         .validate()
         .map_err(|error| CliError::Input(format!("outpost.toml: {error}")))?;
-    let bundle = Bundle::from_entry_file(&base.join(&manifest.main))
+    let bundle = outpost_edge::bundler::load_entry(&base.join(&manifest.main), &base)
         .map_err(|error| CliError::Input(error.to_string()))?;
     let archive = BundleArchive {
         main: bundle.main().to_string(),

@@ -2,6 +2,7 @@
 
 mod api;
 mod deploy;
+mod init;
 
 use std::net::IpAddr;
 use std::net::SocketAddr;
@@ -49,6 +50,11 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1")]
         host: IpAddr,
+    },
+    /// Create a TypeScript project: handler, outpost.toml, tsconfig.json and a test.
+    Init {
+        /// Folder to create; its name is the function's name.
+        path: PathBuf,
     },
     /// Upload a project (folder with outpost.toml, or a handler file) as a new version and
     /// wait until every connected node serves it.
@@ -124,6 +130,19 @@ fn main() {
         }
         return;
     }
+    if let Command::Init { path } = &cli.command {
+        match init::init(path) {
+            Ok(()) => println!(
+                "created {0}: `cd {0} && npm install && npm test`, then `outpost dev {0}`",
+                path.display()
+            ),
+            Err(error) => {
+                eprintln!("error: {error}");
+                std::process::exit(error.exit_code());
+            }
+        }
+        return;
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -141,20 +160,18 @@ fn main() {
 }
 
 fn dev(path: &std::path::Path, listen: SocketAddr) -> anyhow::Result<()> {
-    let (config, base) = outpost_edge::config::dev_config(path, listen)?;
-    let setup = config.into_setup(&base)?;
     eprintln!(
-        "outpost dev: serving {} on http://{listen}/",
+        "outpost dev: serving {} on http://{listen}/ (reloads on save)",
         path.display()
     );
-    outpost_edge::serve(setup)
+    outpost_edge::serve_dev(path, listen)
 }
 
 async fn run(cli: Cli) -> Result<(), CliError> {
     let control = Control::from_args(&cli.control)?;
     let json = cli.json;
     match cli.command {
-        Command::Dev { .. } => Ok(()),
+        Command::Dev { .. } | Command::Init { .. } => Ok(()),
         Command::Deploy(args) => deploy::deploy(&control, args, json).await,
         Command::Versions { function } => {
             let versions: Vec<VersionInfo> = control

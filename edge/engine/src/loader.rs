@@ -1,0 +1,77 @@
+//! The module loader of a function isolate: the bundle's modules by URL, plus their source maps so stack traces point at the author's files.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use deno_core::ModuleLoadOptions;
+use deno_core::ModuleLoadReferrer;
+use deno_core::ModuleLoadResponse;
+use deno_core::ModuleLoader;
+use deno_core::ModuleResolveResponse;
+use deno_core::ModuleSpecifier;
+use deno_core::ResolutionKind;
+use deno_core::StaticModuleLoader;
+
+use crate::bundle::Bundle;
+
+/// URL prefix of a bundle's modules (`file:///index.js`), so stack traces name the file.
+pub(crate) const BUNDLE_ROOT: &str = "file:///";
+
+/// Serves a bundle's modules; `*.map` files in the bundle answer the modules'
+/// `//# sourceMappingURL=` comments.
+pub(crate) struct BundleLoader {
+    modules: StaticModuleLoader,
+    source_maps: HashMap<String, Vec<u8>>,
+}
+
+impl BundleLoader {
+    pub(crate) fn new(bundle: &Bundle) -> BundleLoader {
+        let mut source_maps = HashMap::new();
+        let modules = bundle.modules().filter_map(|(path, source)| {
+            let url = format!("{BUNDLE_ROOT}{path}");
+            if path.ends_with(".map") {
+                source_maps.insert(url, source.as_bytes().to_vec());
+                return None;
+            }
+            let specifier = ModuleSpecifier::parse(&url).ok()?;
+            Some((specifier, source.to_string()))
+        });
+        let modules = StaticModuleLoader::new(modules.collect::<Vec<_>>());
+        BundleLoader {
+            modules,
+            source_maps,
+        }
+    }
+}
+
+impl ModuleLoader for BundleLoader {
+    fn resolve(
+        &self,
+        specifier: &str,
+        referrer: &str,
+        kind: ResolutionKind,
+    ) -> ModuleResolveResponse {
+        self.modules.resolve(specifier, referrer, kind)
+    }
+
+    fn load(
+        &self,
+        specifier: &ModuleSpecifier,
+        referrer: Option<&ModuleLoadReferrer>,
+        options: ModuleLoadOptions,
+    ) -> ModuleLoadResponse {
+        self.modules.load(specifier, referrer, options)
+    }
+
+    fn load_external_source_map(&self, source_map_url: &str) -> Option<Cow<'_, [u8]>> {
+        self.source_maps
+            .get(source_map_url)
+            .map(|map| Cow::Borrowed(map.as_slice()))
+    }
+
+    fn source_map_source_exists(&self, source_url: &str) -> Option<bool> {
+        // A mapped source (e.g. file:///src/index.ts) belongs to the author's project:
+        // name it in stack traces even though only the bundle output is loaded here.
+        Some(source_url.starts_with(BUNDLE_ROOT))
+    }
+}
