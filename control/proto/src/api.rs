@@ -18,16 +18,39 @@
 //! | `GET /v1/routes` | → `[`[`RouteInfo`]`]` in match order |
 //! | `GET /v1/nodes` | → `[`[`NodeInfo`]`]` |
 //! | `POST /v1/join-tokens` | → [`JoinToken`] |
+//! | `GET /v1/kv/namespaces` | → `[`[`KvNamespaceInfo`]`]` |
+//! | `POST /v1/kv/namespaces` | [`NewKvNamespace`] → [`KvNamespaceChanged`] (409 if it exists) |
+//! | `DELETE /v1/kv/namespaces/{ns}` | → [`KvNamespaceChanged`] (409 while a live version binds it) |
+//! | `GET /v1/kv/{ns}/keys?prefix=&limit=&cursor=` | → [`KvKeyList`] (see [`KvListQuery`]) |
+//! | `GET /v1/kv/{ns}/values/{key}` | → the raw value; metadata in [`KV_METADATA_HEADER`], expiration in [`KV_EXPIRATION_HEADER`] (404 if missing or expired) |
+//! | `PUT /v1/kv/{ns}/values/{key}?expiration=&expiration_ttl=` | raw value, metadata in [`KV_METADATA_HEADER`] → [`KvWritten`] (see [`KvPutQuery`]) |
+//! | `DELETE /v1/kv/{ns}/values/{key}` | → [`KvWritten`] (404 if missing or expired) |
+//! | `POST /v1/kv/{ns}/bulk` | `[`[`KvBulkEntry`]`]` → [`KvWritten`] (all or nothing) |
+//! | `GET /v1/kv/{ns}/export` | → `[`[`KvBulkEntry`]`]` (every live key, in byte order) |
+//!
+//! KV keys in paths are percent-encoded (one path segment; `/` may stay as is). KV
+//! namespace changes publish a snapshot (nodes learn which namespaces exist); KV
+//! writes do not: nodes get an invalidation instead.
 //!
 //! Errors answer with a status (400 bad input, 401 no/wrong token, 404 unknown
-//! function/version/bundle, 409 conflict) and an [`ApiError`] body.
+//! function/version/bundle/namespace/key, 409 conflict, 413 too large) and an
+//! [`ApiError`] body.
 
 use outpost_routing::RouteRule;
 use serde::Deserialize;
 use serde::Serialize;
 
 use crate::bundle::BundleHash;
+use crate::kv::KvKey;
+use crate::snapshot::KvBinding;
 use crate::snapshot::OriginSpec;
+
+/// Response header (`GET` a value) and request header (`PUT` a value) carrying a KV
+/// value's metadata as JSON (non-ASCII characters `\u`-escaped, see [`crate::kv::ascii_json`]).
+pub const KV_METADATA_HEADER: &str = "x-outpost-kv-metadata";
+
+/// Response header carrying a KV value's expiration (Unix seconds) when it has one.
+pub const KV_EXPIRATION_HEADER: &str = "x-outpost-kv-expiration";
 
 /// Every error body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,6 +110,10 @@ pub struct NewVersion {
     /// A note shown by `outpost versions`.
     #[serde(default)]
     pub message: Option<String>,
+    /// KV namespaces the version binds (`[[kv_namespaces]]`): `Some` replaces the
+    /// bindings; `None` keeps those of the newest live version (none for a first version).
+    #[serde(default)]
+    pub kv_namespaces: Option<Vec<KvBinding>>,
 }
 
 /// `POST /v1/functions/{name}/rollback`.
@@ -152,6 +179,9 @@ pub struct VersionInfo {
     pub limits: serde_json::Map<String, serde_json::Value>,
     /// Share of clients it serves now (0 when not live).
     pub percent: u8,
+    /// KV namespaces it binds.
+    #[serde(default)]
+    pub kv_namespaces: Vec<KvBinding>,
 }
 
 /// `PUT /v1/functions/{name}/secrets/{key}`.
@@ -215,4 +245,139 @@ pub struct Nack {
 pub struct JoinToken {
     /// The token (also pins control's CA for the joining node).
     pub token: String,
+}
+
+/// `GET /v1/kv/namespaces`: one KV namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvNamespaceInfo {
+    /// The namespace's name.
+    pub name: String,
+    /// Creation time, Unix milliseconds.
+    pub created_ms: u64,
+    /// Functions whose live version(s) bind it, by name.
+    pub bound_by: Vec<String>,
+}
+
+/// `POST /v1/kv/namespaces`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewKvNamespace {
+    /// 1 to 63 of `[A-Za-z0-9_-]`.
+    pub name: String,
+}
+
+/// The answer to creating or deleting a KV namespace (a snapshot change).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvNamespaceChanged {
+    /// The namespace.
+    pub namespace: String,
+    /// The snapshot version that carries the change; nodes ACK it.
+    pub snapshot_version: u64,
+}
+
+/// Query of `GET /v1/kv/{ns}/keys`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KvListQuery {
+    /// Only keys starting with this.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// Page size, 1..=1000 (default 1000).
+    #[serde(default)]
+    pub limit: Option<u64>,
+    /// The previous page's `cursor`.
+    #[serde(default)]
+    pub cursor: Option<String>,
+}
+
+/// `GET /v1/kv/{ns}/keys`: one page of live keys in byte order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvKeyList {
+    /// The keys.
+    pub keys: Vec<KvKey>,
+    /// No more keys after these.
+    pub list_complete: bool,
+    /// Pass as `cursor` for the next page; present when not complete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
+/// Query of `PUT /v1/kv/{ns}/values/{key}`: at most one of the two.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KvPutQuery {
+    /// Absolute expiration, Unix seconds (must be in the future).
+    #[serde(default)]
+    pub expiration: Option<u64>,
+    /// Seconds from now (at least 1; Workers requires 60).
+    #[serde(default)]
+    pub expiration_ttl: Option<u64>,
+}
+
+/// One entry of `POST /v1/kv/{ns}/bulk` and `GET /v1/kv/{ns}/export`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KvBulkEntry {
+    /// The key.
+    pub key: String,
+    /// The value: UTF-8 text, or base64 when `base64` is true.
+    pub value: String,
+    /// Whether `value` is base64 (standard alphabet, padded).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub base64: bool,
+    /// Absolute expiration, Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiration: Option<u64>,
+    /// Seconds from now (import only; export gives `expiration`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiration_ttl: Option<u64>,
+    /// JSON metadata.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// The answer to KV writes through the API (they publish no snapshot).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvWritten {
+    /// The namespace.
+    pub namespace: String,
+    /// How many keys were written or deleted.
+    pub keys: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_version_without_kv_still_parses() -> Result<(), serde_json::Error> {
+        let old: NewVersion = serde_json::from_str(r#"{"bundle":null,"vars":{}}"#)?;
+        assert_eq!(old.kv_namespaces, None);
+        let new: NewVersion =
+            serde_json::from_str(r#"{"kv_namespaces":[{"binding":"CACHE","namespace":"cache"}]}"#)?;
+        assert_eq!(
+            new.kv_namespaces,
+            Some(vec![KvBinding {
+                binding: "CACHE".into(),
+                namespace: "cache".into()
+            }])
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn bulk_entries_leave_out_defaults() -> Result<(), serde_json::Error> {
+        let entry = KvBulkEntry {
+            key: "a".into(),
+            value: "1".into(),
+            base64: false,
+            expiration: None,
+            expiration_ttl: None,
+            metadata: None,
+        };
+        let text = serde_json::to_string(&entry)?;
+        assert_eq!(text, r#"{"key":"a","value":"1"}"#);
+        assert_eq!(serde_json::from_str::<KvBulkEntry>(&text)?, entry);
+        Ok(())
+    }
 }

@@ -2,11 +2,13 @@
 //!
 //! Domain types ([`Snapshot`], [`BundleArchive`]) are checked here, in pure code, so
 //! control refuses an inconsistent snapshot before publishing it and a node checks
-//! what it receives before applying it. Only the control service and the node's
-//! sync client see the [`wire`] messages.
+//! what it receives before applying it. KV limits ([`kv`]) are checked here too, so
+//! control and the node refuse the same things. Only the control service and the
+//! node's sync client see the [`wire`] messages.
 
 pub mod api;
 mod bundle;
+pub mod kv;
 mod snapshot;
 pub mod tls;
 pub mod wire;
@@ -17,6 +19,7 @@ pub use bundle::BundleHash;
 pub use bundle::MAX_BUNDLE_BYTES;
 pub use snapshot::Deployment;
 pub use snapshot::FunctionRelease;
+pub use snapshot::KvBinding;
 pub use snapshot::OriginSpec;
 pub use snapshot::Secrets;
 pub use snapshot::Snapshot;

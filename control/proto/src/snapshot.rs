@@ -1,4 +1,8 @@
-//! The versioned snapshot control publishes and every node applies as a whole: functions, their live versions, routes, origins.
+//! The versioned snapshot control publishes and every node applies as a whole: functions, their live versions, routes, origins, KV namespaces.
+//!
+//! KV fields are left out of the JSON while empty, so a snapshot without KV reads the
+//! same to nodes that predate it; every new field has a serde default, so older JSON
+//! still parses.
 
 use std::collections::BTreeMap;
 use std::collections::HashSet;
@@ -11,6 +15,9 @@ use serde::Deserialize;
 use serde::Serialize;
 
 use crate::bundle::BundleHash;
+use crate::kv::KvLimitError;
+use crate::kv::check_binding_name;
+use crate::kv::check_namespace_name;
 
 /// Everything a node serves, immutable once published. `version` only grows.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,6 +31,9 @@ pub struct Snapshot {
     pub routes: Vec<RouteRule>,
     /// Origins the routes may name.
     pub origins: Vec<OriginSpec>,
+    /// Every KV namespace that exists, sorted; deployments may bind only these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kv_namespaces: Vec<String>,
 }
 
 /// One function and the version(s) serving it: one, or two while a gradual deploy runs.
@@ -55,6 +65,19 @@ pub struct Deployment {
     /// The `[limits]` table as deployed (keys of the engine's limits).
     #[serde(default)]
     pub limits: serde_json::Map<String, serde_json::Value>,
+    /// KV namespaces the version reaches through `env`, as deployed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kv: Vec<KvBinding>,
+}
+
+/// `[[kv_namespaces]]` in `outpost.toml`: a function reaches `namespace` as `env.<binding>`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KvBinding {
+    /// The name on `env` (a JavaScript identifier).
+    pub binding: String,
+    /// The namespace, as created through control.
+    pub namespace: String,
 }
 
 /// Secret values by name. `Debug` shows names only, so they never reach a log.
@@ -94,7 +117,7 @@ pub enum SnapshotError {
     /// Two functions or origins share a name.
     #[error("{kind} {name:?} appears twice")]
     Duplicate {
-        /// `function` or `origin`.
+        /// `function`, `origin` or `KV namespace`.
         kind: &'static str,
         /// The name.
         name: String,
@@ -110,13 +133,29 @@ pub enum SnapshotError {
     /// A route is invalid or names a missing function or origin.
     #[error("routes: {0}")]
     Route(#[from] RouteError),
+    /// A KV namespace or binding name is invalid, repeated, or a binding names a
+    /// namespace the snapshot does not contain.
+    #[error("{0}")]
+    Kv(String),
 }
 
 impl Snapshot {
     /// Checks the snapshot is internally consistent (the `Consistent()` of xDS caches):
     /// unique names, one or two live versions per function with shares summing to 100,
-    /// routes valid and naming only functions and origins it contains.
+    /// routes valid and naming only functions and origins it contains, KV bindings
+    /// unique per deployment, named as JavaScript identifiers, and naming only
+    /// namespaces it contains.
     pub fn check(&self) -> Result<RouteTable, SnapshotError> {
+        let mut namespaces = HashSet::new();
+        for namespace in &self.kv_namespaces {
+            check_namespace_name(namespace).map_err(kv_error)?;
+            if !namespaces.insert(namespace.as_str()) {
+                return Err(SnapshotError::Duplicate {
+                    kind: "KV namespace",
+                    name: namespace.clone(),
+                });
+            }
+        }
         let mut functions = HashSet::new();
         for function in &self.functions {
             if !functions.insert(function.name.as_str()) {
@@ -126,6 +165,9 @@ impl Snapshot {
                 });
             }
             function.check()?;
+            for deployment in &function.deployments {
+                deployment.check_kv(&function.name, &namespaces)?;
+            }
         }
         let mut origins = HashSet::new();
         for origin in &self.origins {
@@ -187,6 +229,35 @@ impl FunctionRelease {
     }
 }
 
+impl Deployment {
+    fn check_kv(&self, function: &str, namespaces: &HashSet<&str>) -> Result<(), SnapshotError> {
+        let mut bindings = HashSet::new();
+        for binding in &self.kv {
+            let context = |reason: String| {
+                SnapshotError::Kv(format!("function {function:?} v{}: {reason}", self.version))
+            };
+            check_binding_name(&binding.binding).map_err(|error| context(error.to_string()))?;
+            if !bindings.insert(binding.binding.as_str()) {
+                return Err(context(format!(
+                    "KV binding {:?} appears twice",
+                    binding.binding
+                )));
+            }
+            if !namespaces.contains(binding.namespace.as_str()) {
+                return Err(context(format!(
+                    "KV binding {:?} refers to namespace {:?}, which does not exist",
+                    binding.binding, binding.namespace
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn kv_error(error: KvLimitError) -> SnapshotError {
+    SnapshotError::Kv(error.to_string())
+}
+
 /// Which of a function's live deployments serves a client in `bucket` (0..100, stable
 /// per client): the newest version takes the lowest buckets, so raising its percentage
 /// only moves clients onto it, never back. Returns the index into `percents`.
@@ -215,6 +286,14 @@ mod tests {
             vars: serde_json::Map::new(),
             secrets: Secrets::default(),
             limits: serde_json::Map::new(),
+            kv: Vec::new(),
+        }
+    }
+
+    fn binding(binding: &str, namespace: &str) -> KvBinding {
+        KvBinding {
+            binding: binding.into(),
+            namespace: namespace.into(),
         }
     }
 
@@ -237,6 +316,7 @@ mod tests {
                 cache: true,
                 host: None,
             }],
+            kv_namespaces: vec!["cache".into(), "sessions".into()],
         }
     }
 
@@ -298,6 +378,65 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn kv_bindings_must_name_existing_namespaces_once_as_identifiers() -> Result<(), SnapshotError>
+    {
+        let mut good = snapshot();
+        good.functions[0].deployments[0].kv =
+            vec![binding("CACHE", "cache"), binding("SESSIONS", "sessions")];
+        good.functions[0].deployments[1].kv = vec![binding("CACHE", "cache")];
+        good.check()?;
+
+        let mut unknown = snapshot();
+        unknown.functions[0].deployments[1].kv = vec![binding("CACHE", "gone")];
+        assert_eq!(
+            unknown.check().map(|_| ()).map_err(|e| e.to_string()),
+            Err("function \"api\" v2: KV binding \"CACHE\" refers to namespace \"gone\", which does not exist".into())
+        );
+        let mut twice = snapshot();
+        twice.functions[0].deployments[0].kv =
+            vec![binding("CACHE", "cache"), binding("CACHE", "sessions")];
+        assert!(matches!(twice.check(), Err(SnapshotError::Kv(m)) if m.contains("appears twice")));
+        let mut not_identifier = snapshot();
+        not_identifier.functions[0].deployments[0].kv = vec![binding("my-cache", "cache")];
+        assert!(matches!(
+            not_identifier.check(),
+            Err(SnapshotError::Kv(m)) if m.contains("JavaScript identifier")
+        ));
+        let mut repeated = snapshot();
+        repeated.kv_namespaces.push("cache".into());
+        assert!(matches!(
+            repeated.check(),
+            Err(SnapshotError::Duplicate {
+                kind: "KV namespace",
+                ..
+            })
+        ));
+        let mut bad_name = snapshot();
+        bad_name.kv_namespaces.push("a b".into());
+        assert!(matches!(bad_name.check(), Err(SnapshotError::Kv(_))));
+        Ok(())
+    }
+
+    #[test]
+    fn kv_fields_default_and_stay_out_of_json_while_empty() -> Result<(), serde_json::Error> {
+        let mut plain = snapshot();
+        plain.kv_namespaces.clear();
+        let text = serde_json::to_string(&plain)?;
+        assert!(!text.contains("kv"), "{text}");
+        assert_eq!(serde_json::from_str::<Snapshot>(&text)?, plain);
+
+        let mut with_kv = snapshot();
+        with_kv.functions[0].deployments[0].kv = vec![binding("CACHE", "cache")];
+        let text = serde_json::to_string(&with_kv)?;
+        assert!(
+            text.contains(r#""kv":[{"binding":"CACHE","namespace":"cache"}]"#),
+            "{text}"
+        );
+        assert_eq!(serde_json::from_str::<Snapshot>(&text)?, with_kv);
+        Ok(())
     }
 
     #[test]

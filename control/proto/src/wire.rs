@@ -6,6 +6,24 @@
 //! [`NodeMessage::Nack`] for each. Everything else is a one-shot *request stream*: the node
 //! sends one [`Request`], control sends one [`Response`] (and, for a bundle, one raw frame
 //! with the archive bytes) and finishes the stream.
+//!
+//! KV requests are request streams too:
+//!
+//! | Node sends | Control answers |
+//! |---|---|
+//! | [`Request::KvGet`] | [`Response::KvEntry`], then one raw frame with the value when `found` |
+//! | [`Request::KvPut`], then one raw frame with the value | [`Response::KvDone`] once committed |
+//! | [`Request::KvDelete`] | [`Response::KvDone`] once committed (also for a missing key) |
+//! | [`Request::KvList`] | [`Response::KvKeys`] |
+//!
+//! Any of them may instead get [`Response::Error`] (a limit broken, an unknown
+//! namespace), whose message is meant for the handler. Control checks the
+//! [`kv`](crate::kv) limits and that the namespace exists; whether the calling
+//! function binds the namespace is the node's to check. An expired key is never
+//! returned. After every committed write control sends [`ControlMessage::KvInvalidate`]
+//! on every connected node's sync stream (the writer's included). Invalidations missed
+//! while disconnected are not replayed, so a node drops its whole KV cache whenever it
+//! (re)connects; a node too slow to take them is closed with [`close::RESYNC`].
 
 use serde::Deserialize;
 use serde::Serialize;
@@ -17,6 +35,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::bundle::BundleHash;
 use crate::bundle::MAX_BUNDLE_BYTES;
+pub use crate::kv::KvKey;
 use crate::snapshot::Snapshot;
 
 /// Largest frame either side accepts: a bundle plus headroom for JSON.
@@ -31,6 +50,9 @@ pub mod close {
     /// The peer broke the protocol, e.g. a connection without a certificate asked for
     /// something other than [`Request::Join`](super::Request::Join).
     pub const PROTOCOL: u32 = 2;
+    /// The node fell behind on KV invalidations and missed some: reconnect and drop
+    /// every cached KV entry.
+    pub const RESYNC: u32 = 3;
 }
 
 /// Node → control, on the sync stream.
@@ -67,6 +89,13 @@ pub enum ControlMessage {
         /// The snapshot.
         snapshot: Snapshot,
     },
+    /// These keys changed (written or deleted): drop them from the node's cache.
+    KvInvalidate {
+        /// The namespace.
+        namespace: String,
+        /// The keys; empty means every key of the namespace (it was deleted).
+        keys: Vec<String>,
+    },
 }
 
 /// Node → control, alone on a request stream.
@@ -88,6 +117,51 @@ pub enum Request {
         /// Its hash.
         hash: BundleHash,
     },
+    /// The live entry under a key: answered by [`Response::KvEntry`].
+    KvGet {
+        /// The namespace.
+        namespace: String,
+        /// The key.
+        key: String,
+    },
+    /// Store a value; ONE raw frame with the value's bytes follows this message.
+    /// Answered by [`Response::KvDone`] once committed.
+    KvPut {
+        /// The namespace.
+        namespace: String,
+        /// The key.
+        key: String,
+        /// Absolute expiration, Unix seconds (the node turns `expirationTtl` into one,
+        /// after checking it with [`kv::resolve_expiration`](crate::kv::resolve_expiration)).
+        /// Control tolerates one up to a minute in the past (clock skew) and stores it as
+        /// already expired, i.e. the put then acts as a delete.
+        #[serde(default)]
+        expiration: Option<u64>,
+        /// JSON metadata stored with the value.
+        #[serde(default)]
+        metadata: Option<serde_json::Value>,
+    },
+    /// Remove a key (removing a missing key succeeds): answered by [`Response::KvDone`].
+    KvDelete {
+        /// The namespace.
+        namespace: String,
+        /// The key.
+        key: String,
+    },
+    /// One page of live keys in byte order: answered by [`Response::KvKeys`].
+    KvList {
+        /// The namespace.
+        namespace: String,
+        /// Only keys starting with this.
+        #[serde(default)]
+        prefix: Option<String>,
+        /// Page size, 1..=1000 (default 1000).
+        #[serde(default)]
+        limit: Option<u32>,
+        /// The previous page's cursor.
+        #[serde(default)]
+        cursor: Option<String>,
+    },
 }
 
 /// Control → node, the answer on a request stream.
@@ -105,6 +179,29 @@ pub enum Response {
     },
     /// A raw frame with the bundle's archive bytes follows.
     Bundle,
+    /// The answer to [`Request::KvGet`]; when `found`, one raw frame with the value follows.
+    KvEntry {
+        /// Whether the key holds a live value.
+        found: bool,
+        /// When it expires, Unix seconds.
+        #[serde(default)]
+        expiration: Option<u64>,
+        /// Its metadata.
+        #[serde(default)]
+        metadata: Option<serde_json::Value>,
+    },
+    /// A [`Request::KvPut`] or [`Request::KvDelete`] is committed.
+    KvDone,
+    /// The answer to [`Request::KvList`].
+    KvKeys {
+        /// Live keys in byte order.
+        keys: Vec<KvKey>,
+        /// No more keys after these.
+        list_complete: bool,
+        /// Continues the listing when not complete.
+        #[serde(default)]
+        cursor: Option<String>,
+    },
     /// The request failed.
     Error {
         /// Why.
@@ -144,6 +241,15 @@ pub async fn write_bytes<W: AsyncWrite + Unpin>(
 pub async fn read_bytes<R: AsyncRead + Unpin>(
     reader: &mut R,
 ) -> Result<Option<Vec<u8>>, WireError> {
+    read_bytes_within(reader, MAX_FRAME_BYTES).await
+}
+
+/// Reads one raw frame of at most `limit` bytes (refused before allocating); `None` when
+/// the stream ended cleanly before it.
+pub async fn read_bytes_within<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    limit: usize,
+) -> Result<Option<Vec<u8>>, WireError> {
     let mut length = [0u8; 4];
     match reader.read_exact(&mut length).await {
         Ok(_) => {}
@@ -151,7 +257,7 @@ pub async fn read_bytes<R: AsyncRead + Unpin>(
         Err(error) => return Err(error.into()),
     }
     let length = u32::from_be_bytes(length) as usize;
-    if length > MAX_FRAME_BYTES {
+    if length > limit {
         return Err(WireError::TooLarge(length));
     }
     let mut bytes = vec![0u8; length];
@@ -222,6 +328,45 @@ mod tests {
     fn messages_are_tagged_json() -> Result<(), serde_json::Error> {
         let ack = serde_json::to_string(&NodeMessage::Ack { version: 3 })?;
         assert_eq!(ack, r#"{"type":"ack","version":3}"#);
+        Ok(())
+    }
+
+    #[test]
+    fn kv_messages_are_tagged_json() -> Result<(), serde_json::Error> {
+        let put = Request::KvPut {
+            namespace: "cache".into(),
+            key: "a".into(),
+            expiration: Some(9),
+            metadata: Some(serde_json::json!({ "v": 1 })),
+        };
+        let text = serde_json::to_string(&put)?;
+        assert_eq!(
+            text,
+            r#"{"type":"kv_put","namespace":"cache","key":"a","expiration":9,"metadata":{"v":1}}"#
+        );
+        assert_eq!(serde_json::from_str::<Request>(&text)?, put);
+        // Optional fields may be left out.
+        assert_eq!(
+            serde_json::from_str::<Request>(r#"{"type":"kv_list","namespace":"cache"}"#)?,
+            Request::KvList {
+                namespace: "cache".into(),
+                prefix: None,
+                limit: None,
+                cursor: None
+            }
+        );
+        let invalidate = ControlMessage::KvInvalidate {
+            namespace: "cache".into(),
+            keys: vec!["a".into()],
+        };
+        assert_eq!(
+            serde_json::to_string(&invalidate)?,
+            r#"{"type":"kv_invalidate","namespace":"cache","keys":["a"]}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&Response::KvDone)?,
+            r#"{"type":"kv_done"}"#
+        );
         Ok(())
     }
 }

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use outpost_proto::SnapshotError;
+use outpost_proto::kv::KvLimitError;
 
 /// Everything that can go wrong in the control service.
 ///
@@ -24,6 +25,9 @@ pub enum ControlError {
     /// A token or certificate was refused.
     #[error("{0}")]
     Denied(String),
+    /// A body is larger than allowed (e.g. a KV value over 25 MiB).
+    #[error("{0}")]
+    TooLarge(String),
     /// The change would publish a snapshot that fails [`Snapshot::check`](outpost_proto::Snapshot::check).
     #[error("refused: the resulting snapshot is inconsistent: {0}")]
     Inconsistent(#[from] SnapshotError),
@@ -81,7 +85,17 @@ impl ControlError {
                 | ControlError::NotFound(_)
                 | ControlError::Conflict(_)
                 | ControlError::Denied(_)
+                | ControlError::TooLarge(_)
                 | ControlError::Inconsistent(_)
         )
+    }
+}
+
+impl From<KvLimitError> for ControlError {
+    fn from(error: KvLimitError) -> Self {
+        match error {
+            KvLimitError::ValueTooLarge(_) => ControlError::TooLarge(error.to_string()),
+            _ => ControlError::BadRequest(error.to_string()),
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! Outpost control service: SQLite state, the admin HTTP API and the QUIC (mutual TLS) service that pushes snapshots to edge nodes.
+//! Outpost control service: SQLite state, the admin HTTP API and the QUIC (mutual TLS) service that pushes snapshots (and KV invalidations) to edge nodes and answers their KV requests.
 //!
 //! A data directory holds everything: `control.db` (SQLite, WAL), `bundles/<sha256>`,
 //! the CA (`ca.pem`, `ca.key.pem`) and control's QUIC certificate (`control.pem`,
@@ -42,6 +42,10 @@ pub const DEFAULT_QUIC_LISTEN: &str = "127.0.0.1:7071";
 
 /// How long [`RunningControl::shutdown`] waits for in-flight work.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// How often expired KV entries are removed from the database (they are never returned
+/// in between: every read filters them).
+const KV_PURGE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// What [`init`] hands out once: neither token can be shown again.
 #[derive(Clone)]
@@ -130,6 +134,7 @@ pub struct RunningControl {
     stop_api: oneshot::Sender<()>,
     api_task: JoinHandle<()>,
     accept_task: JoinHandle<()>,
+    purge_task: JoinHandle<()>,
     store: Arc<Store>,
 }
 
@@ -182,6 +187,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningControl, ControlError> 
             source,
         })?;
 
+    let purge_task = tokio::spawn(purge_expired_kv(store.clone()));
     let service = Arc::new(push::PushService::new(store.clone(), ca.clone()));
     let accept_task = tokio::spawn(push::accept(endpoint.clone(), service));
     let router = api::router(api::ApiState {
@@ -214,8 +220,24 @@ pub async fn start(config: ServeConfig) -> Result<RunningControl, ControlError> 
         stop_api,
         api_task,
         accept_task,
+        purge_task,
         store,
     })
+}
+
+/// Removes expired KV entries every [`KV_PURGE_INTERVAL`] until aborted.
+async fn purge_expired_kv(store: Arc<Store>) {
+    let mut interval = tokio::time::interval(KV_PURGE_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let store = store.clone();
+        match run_blocking(move || store.kv_purge_expired(store::unix_now())).await {
+            Ok(0) => {}
+            Ok(purged) => info!(target: LOG_TARGET, purged, "purged expired KV entries"),
+            Err(error) => warn!(target: LOG_TARGET, %error, "cannot purge expired KV entries"),
+        }
+    }
 }
 
 impl RunningControl {
@@ -232,6 +254,7 @@ impl RunningControl {
     /// Stops serving: closes every node connection at once (code
     /// [`outpost_proto::wire::close::SHUTDOWN`]), then the admin API.
     pub async fn shutdown(self) {
+        self.purge_task.abort();
         self.endpoint.close(
             quinn::VarInt::from_u32(outpost_proto::wire::close::SHUTDOWN),
             b"control is shutting down",

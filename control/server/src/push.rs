@@ -1,8 +1,18 @@
-//! The QUIC service nodes connect to: joins, the sync stream (snapshots out, ACK/NACK in) and bundle downloads.
+//! The QUIC service nodes connect to: joins, the sync stream (snapshots and KV invalidations out, ACK/NACK in), bundle downloads and KV requests.
 //!
 //! One task per connection accepts its streams; each stream gets its own small task.
 //! A connection with a node certificate is recognized by the certificate's SHA-256;
 //! one without may only send a single [`Request::Join`].
+//!
+//! KV: each node connection subscribes to the store's invalidations as soon as it is
+//! accepted (before any of its requests is served), and its sync stream forwards them
+//! as `KvInvalidate` next to snapshots. A node whose sync stream falls more than the
+//! backlog behind has missed invalidations; control then closes its connection with
+//! [`wire::close::RESYNC`], and the node reconnects and drops its KV cache (as it does on
+//! every reconnect, since nothing missed while disconnected is replayed). KV requests
+//! are checked against the limits and need an existing namespace; whether the calling
+//! function binds the namespace is the node's to check, since control does not know
+//! which function a request serves.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -15,6 +25,8 @@ use std::time::Duration;
 
 use outpost_proto::BundleHash;
 use outpost_proto::Snapshot;
+use outpost_proto::kv;
+use outpost_proto::kv::MAX_VALUE_BYTES;
 use outpost_proto::wire;
 use outpost_proto::wire::NodeMessage;
 use outpost_proto::wire::Request;
@@ -25,6 +37,7 @@ use quinn::VarInt;
 use rustls_pki_types::CertificateDer;
 use serde::Serialize;
 use tokio::io::AsyncReadExt;
+use tokio::sync::broadcast;
 use tracing::debug;
 use tracing::info;
 use tracing::warn;
@@ -34,8 +47,11 @@ use crate::credentials::sha256_hex;
 use crate::error::ControlError;
 use crate::pki::Ca;
 use crate::run_blocking;
+use crate::store::KvInvalidation;
+use crate::store::KvRecord;
 use crate::store::NodeRecord;
 use crate::store::Store;
+use crate::store::unix_now;
 
 /// Largest message a connection without a certificate may send (a join request).
 const MAX_ANONYMOUS_FRAME: usize = 64 * 1024;
@@ -48,6 +64,11 @@ const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long control waits for a peer to take its last answer before closing.
 const LINGER: Duration = Duration::from_secs(5);
+
+/// How far in the past a node's KV expiration may be and still be accepted (stored as
+/// already expired, i.e. never returned): the node resolved it against its own clock,
+/// which may lag control's a little.
+const KV_CLOCK_SKEW: u64 = 60;
 
 /// What the connection tasks share.
 pub(crate) struct PushService {
@@ -64,7 +85,33 @@ pub(crate) struct PushService {
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Outgoing<'a> {
-    Snapshot { snapshot: &'a Snapshot },
+    Snapshot {
+        snapshot: &'a Snapshot,
+    },
+    KvInvalidate {
+        namespace: &'a str,
+        keys: &'a [String],
+    },
+}
+
+/// One node connection, as its streams share it.
+struct NodeSession {
+    node: NodeRecord,
+    connection: quinn::Connection,
+    /// Invalidations since the connection was accepted, for its first sync stream.
+    invalidations: Mutex<Option<broadcast::Receiver<Arc<KvInvalidation>>>>,
+}
+
+impl NodeSession {
+    /// The receiver made when the connection was accepted, or (for a later sync stream
+    /// on the same connection) a fresh one.
+    fn take_invalidations(&self, store: &Store) -> broadcast::Receiver<Arc<KvInvalidation>> {
+        self.invalidations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .unwrap_or_else(|| store.subscribe_kv())
+    }
 }
 
 impl PushService {
@@ -262,6 +309,13 @@ async fn serve_node(connection: quinn::Connection, node: NodeRecord, service: Ar
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .insert(node.id.clone(), generation);
+    // Subscribed before any request is served: a write committed after a read the node
+    // makes on this connection is always announced to it.
+    let session = Arc::new(NodeSession {
+        node: node.clone(),
+        connection: connection.clone(),
+        invalidations: Mutex::new(Some(service.store.subscribe_kv())),
+    });
     let id = node.id.clone();
     let address = remote.to_string();
     if let Err(error) = service
@@ -275,8 +329,8 @@ async fn serve_node(connection: quinn::Connection, node: NodeRecord, service: Ar
         match connection.accept_bi().await {
             Ok((send, recv)) => {
                 let service = service.clone();
-                let node = node.clone();
-                tokio::spawn(async move { serve_stream(send, recv, node, service).await });
+                let session = session.clone();
+                tokio::spawn(async move { serve_stream(send, recv, session, service).await });
             }
             Err(error) => break error,
         }
@@ -309,9 +363,10 @@ async fn serve_node(connection: quinn::Connection, node: NodeRecord, service: Ar
 async fn serve_stream(
     mut send: SendStream,
     mut recv: RecvStream,
-    node: NodeRecord,
+    session: Arc<NodeSession>,
     service: Arc<PushService>,
 ) {
+    let node = session.node.clone();
     let first = match read_frame(&mut recv, MAX_NODE_FRAME).await {
         Ok(Some(value)) => value,
         Ok(None) => return,
@@ -330,7 +385,7 @@ async fn serve_stream(
     match message_type(&first) {
         Some("hello") => match serde_json::from_value::<NodeMessage>(first) {
             Ok(NodeMessage::Hello { name, applied }) => {
-                sync(send, recv, node, name, applied, service).await;
+                sync(send, recv, &session, name, applied, service).await;
             }
             _ => {
                 let _ = answer(
@@ -358,6 +413,20 @@ async fn serve_stream(
                 .await;
             }
         },
+        Some("kv_get" | "kv_put" | "kv_delete" | "kv_list") => {
+            match serde_json::from_value::<Request>(first) {
+                Ok(request) => serve_kv(&mut send, &mut recv, request, &node, &service).await,
+                Err(error) => {
+                    let _ = answer(
+                        &mut send,
+                        &Response::Error {
+                            message: format!("malformed KV request: {error}"),
+                        },
+                    )
+                    .await;
+                }
+            }
+        }
         Some("join") => {
             let _ = answer(
                 &mut send,
@@ -381,16 +450,27 @@ async fn serve_stream(
     }
 }
 
+/// What the sync stream waits for.
+enum SyncEvent {
+    Snapshot,
+    Invalidate(Arc<KvInvalidation>),
+    Lagged(u64),
+    Stop,
+}
+
 /// The sync stream: the published snapshot whenever its version differs from what the
-/// node has, ACKs and NACKs recorded as they come.
+/// node has, KV invalidations as they are committed, ACKs and NACKs recorded as they
+/// come.
 async fn sync(
     mut send: SendStream,
     recv: RecvStream,
-    node: NodeRecord,
+    session: &NodeSession,
     name: String,
     applied: Option<u64>,
     service: Arc<PushService>,
 ) {
+    let node = session.node.clone();
+    let mut invalidations = session.take_invalidations(&service.store);
     let id = node.id.clone();
     if let Err(error) = service
         .store(move |store| store.node_hello(&id, &name))
@@ -421,16 +501,221 @@ async fn sync(
             debug!(target: LOG_TARGET, node = %node.id, version = snapshot.version, "pushed snapshot");
             sent = Some(snapshot.version);
         }
-        tokio::select! {
-            changed = snapshots.changed() => {
-                if changed.is_err() {
+        let event = tokio::select! {
+            biased;
+            changed = snapshots.changed() => match changed {
+                Ok(()) => SyncEvent::Snapshot,
+                Err(_) => SyncEvent::Stop,
+            },
+            received = invalidations.recv() => match received {
+                Ok(invalidation) => SyncEvent::Invalidate(invalidation),
+                Err(broadcast::error::RecvError::Lagged(missed)) => SyncEvent::Lagged(missed),
+                Err(broadcast::error::RecvError::Closed) => SyncEvent::Stop,
+            },
+            _ = &mut reader => SyncEvent::Stop,
+        };
+        match event {
+            SyncEvent::Snapshot => {}
+            SyncEvent::Invalidate(invalidation) => {
+                let message = Outgoing::KvInvalidate {
+                    namespace: &invalidation.namespace,
+                    keys: &invalidation.keys,
+                };
+                if let Err(error) = wire::write_message(&mut send, &message).await {
+                    debug!(target: LOG_TARGET, node = %node.id, %error, "sync stream closed while invalidating");
                     break;
                 }
             }
-            _ = &mut reader => break,
+            SyncEvent::Lagged(missed) => {
+                warn!(
+                    target: LOG_TARGET,
+                    node = %node.id,
+                    missed,
+                    "node fell behind on KV invalidations; closing its connection so it resyncs"
+                );
+                session.connection.close(
+                    VarInt::from_u32(wire::close::RESYNC),
+                    b"missed KV invalidations; reconnect and drop the KV cache",
+                );
+                break;
+            }
+            SyncEvent::Stop => break,
         }
     }
     reader.abort();
+}
+
+/// Answers a KV request stream (see the table in [`wire`]).
+async fn serve_kv(
+    send: &mut SendStream,
+    recv: &mut RecvStream,
+    request: Request,
+    node: &NodeRecord,
+    service: &PushService,
+) {
+    let outcome = kv_request(recv, request, service).await;
+    let written = match outcome {
+        Ok((response, value)) => answer_with_value(send, &response, value.as_deref()).await,
+        Err(error) => {
+            if error.is_client_error() {
+                debug!(target: LOG_TARGET, node = %node.id, %error, "refused KV request");
+            } else {
+                warn!(target: LOG_TARGET, node = %node.id, %error, "KV request failed");
+            }
+            answer(send, &error_response(&error)).await
+        }
+    };
+    if let Err(error) = written {
+        debug!(target: LOG_TARGET, node = %node.id, %error, "KV answer not delivered");
+    }
+}
+
+/// Runs one KV request: the response and, for a found entry, the value frame.
+async fn kv_request(
+    recv: &mut RecvStream,
+    request: Request,
+    service: &PushService,
+) -> Result<(Response, Option<Vec<u8>>), ControlError> {
+    let now = unix_now();
+    match request {
+        Request::KvGet { namespace, key } => {
+            let found = service
+                .store(move |store| store.kv_get(&namespace, &key, now))
+                .await?;
+            Ok(match found {
+                Some(record) => (
+                    Response::KvEntry {
+                        found: true,
+                        expiration: record.expiration,
+                        metadata: record.metadata,
+                    },
+                    Some(record.value),
+                ),
+                None => (
+                    Response::KvEntry {
+                        found: false,
+                        expiration: None,
+                        metadata: None,
+                    },
+                    None,
+                ),
+            })
+        }
+        Request::KvPut {
+            namespace,
+            key,
+            expiration,
+            metadata,
+        } => {
+            // Refuse what the limits refuse before taking the value.
+            let checked = kv::check_key(&key)
+                .and_then(|()| metadata.as_ref().map(kv::check_metadata).transpose())
+                .and_then(|_| {
+                    expiration
+                        .map(|at| {
+                            kv::check_expiration(at, now.saturating_sub(KV_CLOCK_SKEW)).map_err(
+                                |error| match error {
+                                    // Name control's clock, not the tolerance.
+                                    kv::KvLimitError::ExpirationPassed { expiration, .. } => {
+                                        kv::KvLimitError::ExpirationPassed { expiration, now }
+                                    }
+                                    other => other,
+                                },
+                            )
+                        })
+                        .transpose()
+                });
+            if let Err(error) = checked {
+                let _ = recv.stop(VarInt::from_u32(0));
+                return Err(error.into());
+            }
+            let value = match read_value(recv).await {
+                Ok(Some(value)) => value,
+                Ok(None) => {
+                    return Err(ControlError::BadRequest(
+                        "a KV put must be followed by one frame with the value".into(),
+                    ));
+                }
+                Err(wire::WireError::TooLarge(size)) => {
+                    let _ = recv.stop(VarInt::from_u32(0));
+                    return Err(kv::KvLimitError::ValueTooLarge(size).into());
+                }
+                Err(error) => {
+                    return Err(ControlError::BadRequest(format!(
+                        "cannot read the KV value: {error}"
+                    )));
+                }
+            };
+            let record = KvRecord {
+                key,
+                value,
+                expiration,
+                metadata,
+            };
+            service
+                .store(move |store| store.kv_put(&namespace, record))
+                .await?;
+            Ok((Response::KvDone, None))
+        }
+        Request::KvDelete { namespace, key } => {
+            service
+                .store(move |store| store.kv_delete(&namespace, &key, now))
+                .await?;
+            Ok((Response::KvDone, None))
+        }
+        Request::KvList {
+            namespace,
+            prefix,
+            limit,
+            cursor,
+        } => {
+            let limit = kv::list_limit(limit.map(u64::from))?;
+            let listed = service
+                .store(move |store| {
+                    store.kv_list(
+                        &namespace,
+                        prefix.as_deref().unwrap_or(""),
+                        limit,
+                        cursor.as_deref().filter(|cursor| !cursor.is_empty()),
+                        now,
+                    )
+                })
+                .await?;
+            Ok((
+                Response::KvKeys {
+                    keys: listed.keys,
+                    list_complete: listed.list_complete,
+                    cursor: listed.cursor,
+                },
+                None,
+            ))
+        }
+        Request::Join { .. } | Request::Bundle { .. } => {
+            Err(ControlError::BadRequest("not a KV request".into()))
+        }
+    }
+}
+
+/// Reads the raw value frame of a KV put (at most [`MAX_VALUE_BYTES`]); `None` when the
+/// stream ended before it.
+async fn read_value(recv: &mut RecvStream) -> Result<Option<Vec<u8>>, wire::WireError> {
+    wire::read_bytes_within(recv, MAX_VALUE_BYTES).await
+}
+
+/// Sends one response and, when given, one raw frame; finishes the stream and waits
+/// (briefly) until the peer has them.
+async fn answer_with_value(
+    send: &mut SendStream,
+    response: &Response,
+    value: Option<&[u8]>,
+) -> Result<(), wire::WireError> {
+    wire::write_message(send, response).await?;
+    if let Some(value) = value {
+        wire::write_bytes(send, value).await?;
+    }
+    let _ = send.finish();
+    let _ = tokio::time::timeout(LINGER, send.stopped()).await;
+    Ok(())
 }
 
 /// Reads ACKs and NACKs from the sync stream until it ends.
@@ -552,19 +837,8 @@ async fn read_frame(
     recv: &mut RecvStream,
     limit: usize,
 ) -> Result<Option<serde_json::Value>, wire::WireError> {
-    let mut length = [0u8; 4];
-    match recv.read_exact(&mut length).await {
-        Ok(()) => {}
-        Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
-        Err(error) => return Err(wire::WireError::Io(std::io::Error::other(error))),
+    match wire::read_bytes_within(recv, limit).await? {
+        Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
+        None => Ok(None),
     }
-    let length = u32::from_be_bytes(length) as usize;
-    if length > limit {
-        return Err(wire::WireError::TooLarge(length));
-    }
-    let mut bytes = vec![0u8; length];
-    recv.read_exact(&mut bytes)
-        .await
-        .map_err(|error| wire::WireError::Io(std::io::Error::other(error)))?;
-    Ok(Some(serde_json::from_slice(&bytes)?))
 }

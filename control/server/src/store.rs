@@ -1,11 +1,15 @@
-//! Control's state in SQLite (functions, versions, live sets, secrets, routes, origins, bundles, nodes, join tokens, snapshots); every change publishes one checked snapshot.
+//! Control's state in SQLite (functions, versions, live sets, secrets, routes, origins, bundles, nodes, join tokens, snapshots, KV namespaces and entries); every change publishes one checked snapshot.
 //!
 //! Every change runs in one `IMMEDIATE` transaction: apply it, rebuild the whole
 //! [`Snapshot`] from the tables, [`Snapshot::check`] it, store it under the next
 //! version, commit, and only then publish it on the watch channel (still under the
 //! connection lock, so versions are published in order). A change that leaves the
 //! snapshot as it was commits without a new version, so nodes get nothing to apply.
+//! KV writes are not snapshot changes: they commit, then announce the keys on a
+//! broadcast channel of invalidations (see [`kv`]).
 //! Calls block: async callers run them on the blocking pool.
+
+mod kv;
 
 use std::collections::BTreeMap;
 use std::collections::HashSet;
@@ -24,6 +28,7 @@ use std::time::UNIX_EPOCH;
 use outpost_proto::BundleHash;
 use outpost_proto::Deployment;
 use outpost_proto::FunctionRelease;
+use outpost_proto::KvBinding;
 use outpost_proto::OriginSpec;
 use outpost_proto::Secrets;
 use outpost_proto::Snapshot;
@@ -47,6 +52,7 @@ use rusqlite::Transaction;
 use rusqlite::TransactionBehavior;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::sync::broadcast;
 use tokio::sync::watch;
 use tracing::info;
 
@@ -59,6 +65,9 @@ use crate::names::check_secret_name;
 use crate::pki::NodeCert;
 use crate::release;
 use crate::route_order::sort_most_specific_first;
+pub(crate) use crate::store::kv::KvInvalidation;
+pub(crate) use crate::store::kv::KvRecord;
+pub(crate) use crate::store::kv::unix_now;
 
 /// The database file in the data directory.
 pub(crate) const DB_FILE: &str = "control.db";
@@ -75,8 +84,9 @@ const MAX_NACK_BYTES: usize = 8 * 1024;
 /// How many published snapshots are kept (the newest is the one that counts).
 const KEPT_SNAPSHOTS: u64 = 20;
 
-/// Schema version in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 1;
+/// Schema version in `PRAGMA user_version`: 1 before KV, 2 with it. A version 1
+/// database is upgraded in place when opened.
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -145,6 +155,23 @@ CREATE TABLE join_tokens (hash TEXT PRIMARY KEY, created_ms INTEGER NOT NULL);
 CREATE TABLE snapshots (version INTEGER PRIMARY KEY, snapshot TEXT NOT NULL, created_ms INTEGER NOT NULL);
 ";
 
+/// What schema version 2 adds to version 1: KV bindings per version, KV namespaces and
+/// entries. Keys are BLOBs (their UTF-8 bytes), so SQLite orders them by bytes, as `list`
+/// must; `expiration` is absolute Unix seconds.
+const KV_SCHEMA: &str = "
+ALTER TABLE versions ADD COLUMN kv TEXT NOT NULL DEFAULT '[]';
+CREATE TABLE kv_namespaces (name TEXT PRIMARY KEY, created_ms INTEGER NOT NULL);
+CREATE TABLE kv_entries (
+    namespace TEXT NOT NULL REFERENCES kv_namespaces(name) ON DELETE CASCADE,
+    key BLOB NOT NULL,
+    value BLOB NOT NULL,
+    expiration INTEGER,
+    metadata TEXT,
+    PRIMARY KEY (namespace, key)
+);
+CREATE INDEX kv_entries_by_expiration ON kv_entries(expiration) WHERE expiration IS NOT NULL;
+";
+
 const ADMIN_TOKEN_HASH: &str = "admin_token_sha256";
 const PUBLISHED_VERSION: &str = "published_version";
 
@@ -157,11 +184,13 @@ pub(crate) struct NodeRecord {
     pub(crate) name: String,
 }
 
-/// Control's database plus the bundle directory and the published snapshot.
+/// Control's database plus the bundle directory, the published snapshot and the KV
+/// invalidations.
 pub(crate) struct Store {
     conn: Mutex<Connection>,
     bundles: PathBuf,
     published: watch::Sender<Arc<Snapshot>>,
+    invalidations: broadcast::Sender<Arc<KvInvalidation>>,
 }
 
 /// Creates the database of a new data directory with the admin token's hash.
@@ -175,6 +204,7 @@ pub(crate) fn create(dir: &Path, admin_token_hash: &str) -> Result<Connection, C
     let conn = Connection::open(&path)?;
     configure(&conn)?;
     conn.execute_batch(SCHEMA)?;
+    conn.execute_batch(KV_SCHEMA)?;
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     conn.execute(
         "INSERT INTO settings (key, value) VALUES (?1, ?2), (?3, '0')",
@@ -189,14 +219,17 @@ pub(crate) fn open_existing(dir: &Path) -> Result<Connection, ControlError> {
     if !path.is_file() {
         return Err(ControlError::NotInitialized(dir.to_owned()));
     }
-    let conn = Connection::open_with_flags(
+    let mut conn = Connection::open_with_flags(
         &path,
         OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
             | OpenFlags::SQLITE_OPEN_URI,
     )?;
     configure(&conn)?;
-    let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    let mut version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if version == 1 {
+        version = upgrade_to_kv(&mut conn)?;
+    }
     if version != SCHEMA_VERSION {
         return Err(ControlError::Corrupt(format!(
             "{}: schema version {version}, expected {SCHEMA_VERSION}",
@@ -204,6 +237,19 @@ pub(crate) fn open_existing(dir: &Path) -> Result<Connection, ControlError> {
         )));
     }
     Ok(conn)
+}
+
+/// Upgrades a schema version 1 database to version 2 (adds KV) and returns the version
+/// it has now (another process may have upgraded it first).
+fn upgrade_to_kv(conn: &mut Connection) -> Result<i64, ControlError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let version: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if version == 1 {
+        tx.execute_batch(KV_SCHEMA)?;
+        tx.pragma_update(None, "user_version", 2)?;
+    }
+    tx.commit()?;
+    Ok(if version == 1 { 2 } else { version })
 }
 
 /// Records a new one-time join token (only its hash is kept).
@@ -261,10 +307,12 @@ impl Store {
         };
         conn.execute("UPDATE nodes SET connected = 0", [])?;
         let (published, _) = watch::channel(Arc::new(snapshot));
+        let (invalidations, _) = broadcast::channel(kv::INVALIDATION_BACKLOG);
         Ok(Store {
             conn: Mutex::new(conn),
             bundles: dir.join(BUNDLES_DIR),
             published,
+            invalidations,
         })
     }
 
@@ -299,25 +347,40 @@ impl Store {
 
     // ---- changes -------------------------------------------------------------------
 
-    /// Runs `apply` and publishes the resulting snapshot, all in one transaction.
+    /// Runs `apply` and publishes the resulting snapshot of a function's change, all in
+    /// one transaction.
     fn change(
         &self,
         function: &str,
         apply: impl FnOnce(&Transaction<'_>) -> Result<(), ControlError>,
     ) -> Result<Published, ControlError> {
+        let (live, snapshot_version) = self.publish(&format!("function {function}"), |tx| {
+            apply(tx)?;
+            read_live(tx, function)
+        })?;
+        Ok(Published {
+            function: function.to_owned(),
+            live,
+            snapshot_version,
+        })
+    }
+
+    /// Runs `apply` and publishes the resulting snapshot, all in one transaction;
+    /// returns what `apply` returned and the snapshot version that carries the change
+    /// (the current one if nothing changed).
+    fn publish<T>(
+        &self,
+        what: &str,
+        apply: impl FnOnce(&Transaction<'_>) -> Result<T, ControlError>,
+    ) -> Result<(T, u64), ControlError> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        apply(&tx)?;
-        let live = read_live(&tx, function)?;
+        let applied = apply(&tx)?;
         let current = self.current();
         let mut next = read_snapshot(&tx, current.version)?;
         if next == *current {
             tx.commit()?;
-            return Ok(Published {
-                function: function.to_owned(),
-                live,
-                snapshot_version: current.version,
-            });
+            return Ok((applied, current.version));
         }
         next.check()?;
         next.version = current.version + 1;
@@ -337,12 +400,8 @@ impl Store {
         tx.commit()?;
         self.published.send_replace(Arc::new(next));
         drop(conn);
-        info!(target: LOG_TARGET, version, function, "published snapshot");
-        Ok(Published {
-            function: function.to_owned(),
-            live,
-            snapshot_version: version,
-        })
+        info!(target: LOG_TARGET, version, change = what, "published snapshot");
+        Ok((applied, version))
     }
 
     /// Creates the function's next version and makes it live (see [`release::after_deploy`]);
@@ -366,6 +425,9 @@ impl Store {
         }
         if let Some(origins) = &request.origins {
             check_origins(origins)?;
+        }
+        if let Some(bindings) = &request.kv_namespaces {
+            kv::check_bindings(bindings)?;
         }
         let vars = to_json(&request.vars)?;
         let limits = to_json(&request.limits)?;
@@ -404,9 +466,19 @@ impl Store {
                 |row| row.get(0),
             )?;
             let live = release::after_deploy(&current, version, request.percent)?;
+            let kv = match &request.kv_namespaces {
+                Some(bindings) => {
+                    kv::ensure_bound_namespaces(tx, bindings)?;
+                    bindings.clone()
+                }
+                None => match current.first() {
+                    Some(newest) => version_kv(tx, name, newest.version)?,
+                    None => Vec::new(),
+                },
+            };
             tx.execute(
-                "INSERT INTO versions (function, version, bundle, vars, limits, message, created_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO versions (function, version, bundle, vars, limits, message, created_ms, kv)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 (
                     name,
                     version,
@@ -415,6 +487,7 @@ impl Store {
                     &limits,
                     &request.message,
                     now_ms(),
+                    to_json(&kv)?,
                 ),
             )?;
             write_live(tx, name, &live)?;
@@ -559,7 +632,7 @@ impl Store {
             .map(|live| (live.version, live.percent))
             .collect();
         let mut statement = conn.prepare(
-            "SELECT version, bundle, created_ms, message, vars, limits FROM versions
+            "SELECT version, bundle, created_ms, message, vars, limits, kv FROM versions
              WHERE function = ?1 ORDER BY version DESC",
         )?;
         let rows = statement
@@ -571,11 +644,12 @@ impl Store {
                     row.get::<_, Option<String>>(3)?,
                     row.get::<_, String>(4)?,
                     row.get::<_, String>(5)?,
+                    row.get::<_, String>(6)?,
                 ))
             })?
             .collect::<Result<Vec<_>, _>>()?;
         rows.into_iter()
-            .map(|(version, bundle, created_ms, message, vars, limits)| {
+            .map(|(version, bundle, created_ms, message, vars, limits, kv)| {
                 Ok(VersionInfo {
                     version,
                     bundle: parse_hash(&bundle)?,
@@ -584,6 +658,7 @@ impl Store {
                     vars: from_json(&vars, "version vars")?,
                     limits: from_json(&limits, "version limits")?,
                     percent: live.get(&version).copied().unwrap_or(0),
+                    kv_namespaces: from_json(&kv, "version KV bindings")?,
                 })
             })
             .collect()
@@ -904,6 +979,16 @@ fn version_bundle(conn: &Connection, name: &str, version: u64) -> Result<BundleH
     }
 }
 
+/// The KV bindings of a version.
+fn version_kv(conn: &Connection, name: &str, version: u64) -> Result<Vec<KvBinding>, ControlError> {
+    let text: String = conn.query_row(
+        "SELECT kv FROM versions WHERE function = ?1 AND version = ?2",
+        (name, version),
+        |row| row.get(0),
+    )?;
+    from_json(&text, "version KV bindings")
+}
+
 /// The function's live versions, newest first.
 fn read_live(conn: &Connection, name: &str) -> Result<Vec<LiveVersion>, ControlError> {
     let mut statement = conn.prepare_cached(
@@ -983,7 +1068,7 @@ fn read_snapshot(conn: &Connection, version: u64) -> Result<Snapshot, ControlErr
     for name in function_names(conn)? {
         let secrets = read_secrets(conn, &name)?;
         let mut statement = conn.prepare_cached(
-            "SELECT l.version, l.percent, v.bundle, v.vars, v.limits
+            "SELECT l.version, l.percent, v.bundle, v.vars, v.limits, v.kv
              FROM live l JOIN versions v ON v.function = l.function AND v.version = l.version
              WHERE l.function = ?1 ORDER BY l.version DESC",
         )?;
@@ -995,12 +1080,13 @@ fn read_snapshot(conn: &Connection, version: u64) -> Result<Snapshot, ControlErr
                     row.get::<_, String>(2)?,
                     row.get::<_, String>(3)?,
                     row.get::<_, String>(4)?,
+                    row.get::<_, String>(5)?,
                 ))
             })?
             .collect::<Result<Vec<_>, _>>()?;
         let deployments = rows
             .into_iter()
-            .map(|(version, percent, bundle, vars, limits)| {
+            .map(|(version, percent, bundle, vars, limits, kv)| {
                 Ok(Deployment {
                     version,
                     bundle: parse_hash(&bundle)?,
@@ -1008,6 +1094,7 @@ fn read_snapshot(conn: &Connection, version: u64) -> Result<Snapshot, ControlErr
                     vars: from_json(&vars, "version vars")?,
                     secrets: secrets.clone(),
                     limits: from_json(&limits, "version limits")?,
+                    kv: from_json(&kv, "version KV bindings")?,
                 })
             })
             .collect::<Result<Vec<_>, ControlError>>()?;
@@ -1030,6 +1117,7 @@ fn read_snapshot(conn: &Connection, version: u64) -> Result<Snapshot, ControlErr
         functions,
         routes,
         origins,
+        kv_namespaces: kv::namespace_names(conn)?,
     })
 }
 
@@ -1164,10 +1252,10 @@ mod tests {
     use outpost_proto::BundleArchive;
 
     /// A data directory with a database, removed on drop.
-    struct TempDir(PathBuf);
+    pub(super) struct TempDir(pub(super) PathBuf);
 
     impl TempDir {
-        fn new() -> Result<TempDir, ControlError> {
+        pub(super) fn new() -> Result<TempDir, ControlError> {
             let path = std::env::temp_dir().join(format!(
                 "outpost-control-store-{}-{}",
                 std::process::id(),
@@ -1185,7 +1273,7 @@ mod tests {
         }
     }
 
-    fn bundle(store: &Store, text: &str) -> Result<BundleHash, ControlError> {
+    pub(super) fn bundle(store: &Store, text: &str) -> Result<BundleHash, ControlError> {
         let archive = BundleArchive {
             main: "index.js".into(),
             modules: BTreeMap::from([("index.js".to_owned(), text.to_owned())]),

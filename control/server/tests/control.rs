@@ -8,16 +8,27 @@ use std::time::Duration;
 use anyhow::Context;
 use anyhow::bail;
 use anyhow::ensure;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use outpost_control::InitInfo;
 use outpost_control::RunningControl;
 use outpost_control::ServeConfig;
 use outpost_proto::BundleArchive;
 use outpost_proto::BundleHash;
 use outpost_proto::CONTROL_SERVER_NAME;
+use outpost_proto::KvBinding;
 use outpost_proto::Snapshot;
+use outpost_proto::api::KV_EXPIRATION_HEADER;
+use outpost_proto::api::KV_METADATA_HEADER;
+use outpost_proto::api::KvBulkEntry;
+use outpost_proto::api::KvKeyList;
+use outpost_proto::api::KvNamespaceChanged;
+use outpost_proto::api::KvNamespaceInfo;
+use outpost_proto::api::KvWritten;
 use outpost_proto::api::NodeInfo;
 use outpost_proto::api::Published;
 use outpost_proto::api::Status;
+use outpost_proto::kv;
 use outpost_proto::tls;
 use outpost_proto::wire;
 use outpost_proto::wire::ControlMessage;
@@ -297,13 +308,26 @@ impl Sync {
 
     /// The next pushed snapshot, within a second.
     async fn next(&mut self) -> anyhow::Result<Snapshot> {
+        match self.message().await? {
+            ControlMessage::Snapshot { snapshot } => Ok(snapshot),
+            other => bail!("expected a snapshot, got {other:?}"),
+        }
+    }
+
+    /// The next message control sends, within a second.
+    async fn message(&mut self) -> anyhow::Result<ControlMessage> {
         let message: Option<ControlMessage> =
             tokio::time::timeout(Duration::from_secs(1), wire::read_message(&mut self.recv))
                 .await
-                .context("no snapshot pushed within a second")??;
-        match message {
-            Some(ControlMessage::Snapshot { snapshot }) => Ok(snapshot),
-            None => bail!("the sync stream ended"),
+                .context("nothing pushed within a second")??;
+        message.context("the sync stream ended")
+    }
+
+    /// The next KV invalidation, within a second.
+    async fn invalidation(&mut self) -> anyhow::Result<(String, Vec<String>)> {
+        match self.message().await? {
+            ControlMessage::KvInvalidate { namespace, keys } => Ok((namespace, keys)),
+            other => bail!("expected a KV invalidation, got {other:?}"),
         }
     }
 
@@ -913,4 +937,908 @@ async fn a_hundred_nodes_follow_every_publish() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     bail!("not every node's ACK was recorded")
+}
+
+// ---- KV -------------------------------------------------------------------------------------
+
+/// Now, Unix seconds.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or(0)
+}
+
+/// A raw admin request with extra headers: status, response headers, body bytes.
+async fn raw(
+    admin: &Admin,
+    method: Method,
+    path: &str,
+    headers: &[(&str, String)],
+    body: Option<Vec<u8>>,
+) -> anyhow::Result<(StatusCode, reqwest::header::HeaderMap, Vec<u8>)> {
+    let mut request = admin
+        .http
+        .request(method, format!("{}{path}", admin.base))
+        .bearer_auth(&admin.token);
+    for (name, value) in headers {
+        request = request.header(*name, value);
+    }
+    if let Some(body) = body {
+        request = request.body(body);
+    }
+    let response = request.send().await?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    Ok((status, headers, response.bytes().await?.to_vec()))
+}
+
+/// The `error` of an `ApiError` body.
+fn api_error(body: &[u8]) -> String {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|value| value["error"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned())
+}
+
+/// Every key of a namespace through `GET /v1/kv/{ns}/keys`, following cursors.
+async fn list_all(
+    admin: &Admin,
+    namespace: &str,
+    limit: Option<u32>,
+) -> anyhow::Result<(Vec<String>, usize)> {
+    let mut keys = Vec::new();
+    let mut pages = 0;
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("/v1/kv/{namespace}/keys?prefix=");
+        if let Some(limit) = limit {
+            path += &format!("&limit={limit}");
+        }
+        if let Some(cursor) = &cursor {
+            path += &format!("&cursor={cursor}");
+        }
+        let page: KvKeyList = admin.ok(Method::GET, &path, None).await?;
+        pages += 1;
+        keys.extend(page.keys.into_iter().map(|key| key.name));
+        match (page.list_complete, page.cursor) {
+            (true, None) => return Ok((keys, pages)),
+            (false, Some(next)) => cursor = Some(next),
+            other => bail!("inconsistent page end: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn kv_namespaces_values_expiry_pagination_and_bulk_through_the_api() -> anyhow::Result<()> {
+    capture_logs();
+    let dir = TempDir::new("kv-api");
+    let init = outpost_control::init(&dir.0)?;
+    let control = start(&dir).await?;
+    let admin = Admin::new(&control, &init.admin_token);
+
+    // Namespaces: created (a snapshot change), listed, refused when invalid or repeated.
+    let created: KvNamespaceChanged = admin
+        .ok(
+            Method::POST,
+            "/v1/kv/namespaces",
+            Some(json!({ "name": "cache" })),
+        )
+        .await?;
+    assert_eq!(created.snapshot_version, 1);
+    admin
+        .fails(
+            Method::POST,
+            "/v1/kv/namespaces",
+            Some(json!({ "name": "cache" })),
+            StatusCode::CONFLICT,
+        )
+        .await?;
+    let invalid = admin
+        .fails(
+            Method::POST,
+            "/v1/kv/namespaces",
+            Some(json!({ "name": "no spaces" })),
+            StatusCode::BAD_REQUEST,
+        )
+        .await?;
+    assert!(invalid.contains("invalid KV namespace name"), "{invalid}");
+    admin
+        .ok::<KvNamespaceChanged>(
+            Method::POST,
+            "/v1/kv/namespaces",
+            Some(json!({ "name": "blobs" })),
+        )
+        .await?;
+
+    // A function binds a namespace; a bound namespace cannot be deleted.
+    let (hash, _) = admin.upload("export default {}").await?;
+    admin
+        .fails(
+            Method::POST,
+            "/v1/functions/api/versions",
+            Some(json!({ "bundle": hash, "kv_namespaces": [{ "binding": "CACHE", "namespace": "nope" }] })),
+            StatusCode::NOT_FOUND,
+        )
+        .await?;
+    admin
+        .fails(
+            Method::POST,
+            "/v1/functions/api/versions",
+            Some(json!({ "bundle": hash, "kv_namespaces": [{ "binding": "my-cache", "namespace": "cache" }] })),
+            StatusCode::BAD_REQUEST,
+        )
+        .await?;
+    admin
+        .deploy(
+            "api",
+            json!({ "bundle": hash, "kv_namespaces": [{ "binding": "CACHE", "namespace": "cache" }] }),
+        )
+        .await?;
+    let namespaces: Vec<KvNamespaceInfo> = admin.ok(Method::GET, "/v1/kv/namespaces", None).await?;
+    assert_eq!(
+        namespaces
+            .iter()
+            .map(|ns| (ns.name.as_str(), ns.bound_by.clone()))
+            .collect::<Vec<_>>(),
+        [("blobs", vec![]), ("cache", vec!["api".to_owned()])]
+    );
+    let bound = admin
+        .fails(
+            Method::DELETE,
+            "/v1/kv/namespaces/cache",
+            None,
+            StatusCode::CONFLICT,
+        )
+        .await?;
+    assert!(bound.contains("api v1"), "{bound}");
+    let snapshot_version = admin
+        .ok::<Status>(Method::GET, "/v1/status", None)
+        .await?
+        .snapshot_version;
+
+    // Values: put with metadata and a TTL, read back with both, deleted.
+    let metadata = json!({ "lang": "en", "city": "Zürich" });
+    let (status, _, body) = raw(
+        &admin,
+        Method::PUT,
+        "/v1/kv/cache/values/greeting%2Fen?expiration_ttl=3600",
+        &[(KV_METADATA_HEADER, kv::ascii_json(&metadata))],
+        Some(b"hello".to_vec()),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::OK, "{}", api_error(&body));
+    // KV writes publish no snapshot.
+    let status: Status = admin.ok(Method::GET, "/v1/status", None).await?;
+    assert_eq!(status.snapshot_version, snapshot_version);
+    for path in [
+        "/v1/kv/cache/values/greeting%2Fen",
+        "/v1/kv/cache/values/greeting/en",
+    ] {
+        let (status, headers, body) = raw(&admin, Method::GET, path, &[], None).await?;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert_eq!(body, b"hello");
+        let stored: Value = serde_json::from_slice(
+            headers
+                .get(KV_METADATA_HEADER)
+                .context("metadata header")?
+                .as_bytes(),
+        )?;
+        assert_eq!(stored, metadata);
+        let expiration: u64 = headers
+            .get(KV_EXPIRATION_HEADER)
+            .context("expiration header")?
+            .to_str()?
+            .parse()?;
+        assert!(expiration.abs_diff(unix_now() + 3600) <= 2, "{expiration}");
+    }
+    admin
+        .ok::<KvWritten>(Method::DELETE, "/v1/kv/cache/values/greeting%2Fen", None)
+        .await?;
+    for method in [Method::GET, Method::DELETE] {
+        let (status, _, _) = raw(
+            &admin,
+            method,
+            "/v1/kv/cache/values/greeting%2Fen",
+            &[],
+            None,
+        )
+        .await?;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+    let (status, _, body) = raw(&admin, Method::GET, "/v1/kv/nope/values/a", &[], None).await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(api_error(&body).contains("no KV namespace"));
+
+    // Limits, with clear messages.
+    let long_key = "k".repeat(513);
+    let refusals = [
+        (
+            format!("/v1/kv/cache/values/{long_key}"),
+            vec![],
+            "KV key exceeds 512 bytes",
+        ),
+        (
+            "/v1/kv/cache/values/a".to_owned(),
+            vec![(KV_METADATA_HEADER, json!("x".repeat(1100)).to_string())],
+            "KV metadata exceeds 1024 bytes",
+        ),
+        (
+            "/v1/kv/cache/values/a?expiration_ttl=0".to_owned(),
+            vec![],
+            "at least 1 second",
+        ),
+        (
+            format!("/v1/kv/cache/values/a?expiration={}", unix_now() - 10),
+            vec![],
+            "is not in the future",
+        ),
+        (
+            format!(
+                "/v1/kv/cache/values/a?expiration={}&expiration_ttl=60",
+                unix_now() + 60
+            ),
+            vec![],
+            "not both",
+        ),
+        (
+            "/v1/kv/cache/values/a?expiration_ttl=soon".to_owned(),
+            vec![],
+            "whole number",
+        ),
+    ];
+    for (path, headers, expected) in refusals {
+        let (status, _, body) =
+            raw(&admin, Method::PUT, &path, &headers, Some(b"v".to_vec())).await?;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}");
+        assert!(
+            api_error(&body).contains(expected),
+            "{path}: {}",
+            api_error(&body)
+        );
+    }
+    let (status, _, body) = raw(
+        &admin,
+        Method::PUT,
+        "/v1/kv/cache/values/big",
+        &[],
+        Some(vec![b'x'; 25 * 1024 * 1024 + 1]),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        api_error(&body).contains("KV value exceeds 25 MiB"),
+        "{}",
+        api_error(&body)
+    );
+    let (status, _, _) = raw(
+        &admin,
+        Method::PUT,
+        "/v1/kv/cache/values/exactly-25-mib",
+        &[],
+        Some(vec![b'x'; 25 * 1024 * 1024]),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::OK);
+    for limit in ["0", "1001"] {
+        let message = admin
+            .fails(
+                Method::GET,
+                &format!("/v1/kv/cache/keys?limit={limit}"),
+                None,
+                StatusCode::BAD_REQUEST,
+            )
+            .await?;
+        assert!(message.contains("between 1 and 1000"), "{message}");
+    }
+    admin
+        .fails(
+            Method::GET,
+            "/v1/kv/cache/keys?cursor=zz",
+            None,
+            StatusCode::BAD_REQUEST,
+        )
+        .await?;
+
+    // An expired key is never returned, whether read, listed or exported.
+    let expiration = unix_now() + 2;
+    let (status, _, body) = raw(
+        &admin,
+        Method::PUT,
+        &format!("/v1/kv/cache/values/short-lived?expiration={expiration}"),
+        &[],
+        Some(b"soon gone".to_vec()),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::OK, "{}", api_error(&body));
+    let listed: KvKeyList = admin
+        .ok(Method::GET, "/v1/kv/cache/keys?prefix=short", None)
+        .await?;
+    assert_eq!(listed.keys.len(), 1);
+    assert_eq!(listed.keys[0].expiration, Some(expiration));
+    let (status, _, _) = raw(
+        &admin,
+        Method::GET,
+        "/v1/kv/cache/values/short-lived",
+        &[],
+        None,
+    )
+    .await?;
+    assert_eq!(status, StatusCode::OK);
+    while unix_now() < expiration {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, _, _) = raw(
+        &admin,
+        Method::GET,
+        "/v1/kv/cache/values/short-lived",
+        &[],
+        None,
+    )
+    .await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let listed: KvKeyList = admin
+        .ok(Method::GET, "/v1/kv/cache/keys?prefix=short", None)
+        .await?;
+    assert!(listed.keys.is_empty() && listed.list_complete);
+    let exported: Vec<KvBulkEntry> = admin.ok(Method::GET, "/v1/kv/cache/export", None).await?;
+    assert!(exported.iter().all(|entry| entry.key != "short-lived"));
+
+    // Pagination: 2,500 keys come back once each, in byte order, page after page.
+    let mut expected: Vec<String> = (0..2500)
+        .map(|i| {
+            let n = (i * 7919) % 2500;
+            match n % 5 {
+                0 => format!("Page/{n}"),
+                1 => format!("page/é{n}"),
+                2 => format!("page/{n:05}"),
+                3 => format!("page/z{n}/🦀"),
+                _ => format!("page-{n}"),
+            }
+        })
+        .collect();
+    let entries: Vec<Value> = expected
+        .iter()
+        .map(|key| json!({ "key": key, "value": "v" }))
+        .collect();
+    admin
+        .ok::<KvWritten>(Method::POST, "/v1/kv/blobs/bulk", Some(json!(entries)))
+        .await?;
+    expected.sort();
+    let (listed, pages) = list_all(&admin, "blobs", None).await?;
+    assert_eq!(pages, 3);
+    assert_eq!(listed, expected);
+    let (listed, pages) = list_all(&admin, "blobs", Some(300)).await?;
+    assert_eq!(pages, 9);
+    assert_eq!(listed, expected);
+    let prefixed: KvKeyList = admin
+        .ok(
+            Method::GET,
+            "/v1/kv/blobs/keys?prefix=page%2F%C3%A9&limit=1000",
+            None,
+        )
+        .await?;
+    assert_eq!(prefixed.keys.len(), 500);
+    assert!(
+        prefixed
+            .keys
+            .iter()
+            .all(|key| key.name.starts_with("page/é"))
+    );
+
+    // Bulk import and export round trip (binary values as base64), all or nothing.
+    let binary = [0xff_u8, 0x00, 0x80, 0x7f];
+    let import = json!([
+        { "key": "text", "value": "plain text", "metadata": { "n": 1 } },
+        { "key": "binary", "value": BASE64.encode(binary), "base64": true },
+        { "key": "ttl", "value": "t", "expiration_ttl": 600 },
+    ]);
+    admin
+        .ok::<KvNamespaceChanged>(
+            Method::POST,
+            "/v1/kv/namespaces",
+            Some(json!({ "name": "copy" })),
+        )
+        .await?;
+    admin
+        .ok::<KvNamespaceChanged>(
+            Method::POST,
+            "/v1/kv/namespaces",
+            Some(json!({ "name": "copy2" })),
+        )
+        .await?;
+    let written: KvWritten = admin
+        .ok(Method::POST, "/v1/kv/copy/bulk", Some(import))
+        .await?;
+    assert_eq!(written.keys, 3);
+    let exported: Vec<KvBulkEntry> = admin.ok(Method::GET, "/v1/kv/copy/export", None).await?;
+    assert_eq!(
+        exported.iter().map(|e| e.key.as_str()).collect::<Vec<_>>(),
+        ["binary", "text", "ttl"]
+    );
+    assert!(exported[0].base64);
+    assert_eq!(BASE64.decode(&exported[0].value)?, binary);
+    assert_eq!(
+        (exported[1].value.as_str(), exported[1].base64),
+        ("plain text", false)
+    );
+    assert_eq!(exported[1].metadata, Some(json!({ "n": 1 })));
+    assert!(
+        exported[2]
+            .expiration
+            .is_some_and(|at| at.abs_diff(unix_now() + 600) <= 2)
+    );
+    let (status, _, body) =
+        raw(&admin, Method::GET, "/v1/kv/copy/values/binary", &[], None).await?;
+    assert_eq!(
+        (status, body.as_slice()),
+        (StatusCode::OK, binary.as_slice())
+    );
+    admin
+        .ok::<KvWritten>(
+            Method::POST,
+            "/v1/kv/copy2/bulk",
+            Some(serde_json::to_value(&exported)?),
+        )
+        .await?;
+    let again: Vec<KvBulkEntry> = admin.ok(Method::GET, "/v1/kv/copy2/export", None).await?;
+    assert_eq!(again, exported);
+    let partly_bad = json!([
+        { "key": "fine", "value": "1" },
+        { "key": "x".repeat(600), "value": "2" },
+    ]);
+    let message = admin
+        .fails(
+            Method::POST,
+            "/v1/kv/copy/bulk",
+            Some(partly_bad),
+            StatusCode::BAD_REQUEST,
+        )
+        .await?;
+    assert!(
+        message.contains("entry #2") && message.contains("exceeds 512 bytes"),
+        "{message}"
+    );
+    let (status, _, _) = raw(&admin, Method::GET, "/v1/kv/copy/values/fine", &[], None).await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    admin
+        .fails(
+            Method::POST,
+            "/v1/kv/copy/bulk",
+            Some(json!([{ "key": "b", "value": "%%%", "base64": true }])),
+            StatusCode::BAD_REQUEST,
+        )
+        .await?;
+
+    // Deleting an unbound namespace deletes its entries and publishes a snapshot.
+    let deleted: KvNamespaceChanged = admin
+        .ok(Method::DELETE, "/v1/kv/namespaces/copy", None)
+        .await?;
+    assert!(deleted.snapshot_version > snapshot_version);
+    admin
+        .fails(
+            Method::GET,
+            "/v1/kv/copy/export",
+            None,
+            StatusCode::NOT_FOUND,
+        )
+        .await?;
+    admin
+        .fails(
+            Method::DELETE,
+            "/v1/kv/namespaces/copy",
+            None,
+            StatusCode::NOT_FOUND,
+        )
+        .await?;
+    // Deploying without the binding frees the namespace.
+    admin.deploy("api", json!({ "kv_namespaces": [] })).await?;
+    admin
+        .ok::<KvNamespaceChanged>(Method::DELETE, "/v1/kv/namespaces/cache", None)
+        .await?;
+    control.shutdown().await;
+    Ok(())
+}
+
+/// One KV request on its own stream: the response and the value frame that follows a
+/// found entry.
+async fn kv_call(
+    connection: &quinn::Connection,
+    request: &Request,
+    value: Option<&[u8]>,
+) -> anyhow::Result<(Response, Option<Vec<u8>>)> {
+    let (mut send, mut recv) = connection.open_bi().await?;
+    wire::write_message(&mut send, request).await?;
+    if let Some(value) = value {
+        wire::write_bytes(&mut send, value).await?;
+    }
+    let _ = send.finish();
+    let response: Response = wire::read_message(&mut recv)
+        .await?
+        .context("no answer to the KV request")?;
+    let value = match response {
+        Response::KvEntry { found: true, .. } => wire::read_bytes(&mut recv).await?,
+        _ => None,
+    };
+    Ok((response, value))
+}
+
+async fn kv_error(
+    connection: &quinn::Connection,
+    request: &Request,
+    value: Option<&[u8]>,
+) -> anyhow::Result<String> {
+    match kv_call(connection, request, value).await?.0 {
+        Response::Error { message } => Ok(message),
+        other => bail!("expected an error for {request:?}, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn nodes_read_and_write_kv_over_quic_and_get_invalidations() -> anyhow::Result<()> {
+    capture_logs();
+    let dir = TempDir::new("kv-quic");
+    let init = outpost_control::init(&dir.0)?;
+    let control = start(&dir).await?;
+    let admin = Admin::new(&control, &init.admin_token);
+    admin
+        .ok::<KvNamespaceChanged>(
+            Method::POST,
+            "/v1/kv/namespaces",
+            Some(json!({ "name": "cache" })),
+        )
+        .await?;
+    let (hash, _) = admin.upload("export default {}").await?;
+    admin
+        .deploy(
+            "api",
+            json!({ "bundle": hash, "kv_namespaces": [{ "binding": "CACHE", "namespace": "cache" }] }),
+        )
+        .await?;
+
+    // Two nodes, each with its sync stream; the snapshot carries namespaces and bindings.
+    let quic = control.quic_addr();
+    let first = join_ok(quic, &init.join_token, "pop-1").await?;
+    let second = join_ok(quic, &outpost_control::create_join_token(&dir.0)?, "pop-2").await?;
+    let writer = connect(quic, &first).await?;
+    let watcher = connect(quic, &second).await?;
+    let mut writer_sync = Sync::open(&writer, None).await?;
+    let mut watcher_sync = Sync::open(&watcher, None).await?;
+    for sync in [&mut writer_sync, &mut watcher_sync] {
+        let snapshot = sync.next().await?;
+        assert_eq!(snapshot.kv_namespaces, ["cache"]);
+        assert_eq!(
+            snapshot.functions[0].deployments[0].kv,
+            [KvBinding {
+                binding: "CACHE".into(),
+                namespace: "cache".into()
+            }]
+        );
+        sync.reply(NodeMessage::Ack {
+            version: snapshot.version,
+        })
+        .await?;
+    }
+
+    // Put: committed, then every connected node hears about the key.
+    let expiration = unix_now() + 3600;
+    let put = Request::KvPut {
+        namespace: "cache".into(),
+        key: "user/1".into(),
+        expiration: Some(expiration),
+        metadata: Some(json!({ "v": 1 })),
+    };
+    let (response, _) = kv_call(&writer, &put, Some(b"alice")).await?;
+    assert_eq!(response, Response::KvDone);
+    let expected = ("cache".to_owned(), vec!["user/1".to_owned()]);
+    assert_eq!(watcher_sync.invalidation().await?, expected);
+    assert_eq!(writer_sync.invalidation().await?, expected);
+
+    let get = Request::KvGet {
+        namespace: "cache".into(),
+        key: "user/1".into(),
+    };
+    let (response, value) = kv_call(&writer, &get, None).await?;
+    assert_eq!(
+        response,
+        Response::KvEntry {
+            found: true,
+            expiration: Some(expiration),
+            metadata: Some(json!({ "v": 1 })),
+        }
+    );
+    assert_eq!(value.as_deref(), Some(b"alice".as_slice()));
+    // Written by a node, readable through the API.
+    let (status, _, body) = raw(
+        &admin,
+        Method::GET,
+        "/v1/kv/cache/values/user%2F1",
+        &[],
+        None,
+    )
+    .await?;
+    assert_eq!(
+        (status, body.as_slice()),
+        (StatusCode::OK, b"alice".as_slice())
+    );
+
+    // List pages with a cursor.
+    for i in 2..=4 {
+        let put = Request::KvPut {
+            namespace: "cache".into(),
+            key: format!("user/{i}"),
+            expiration: None,
+            metadata: None,
+        };
+        assert_eq!(
+            kv_call(&writer, &put, Some(b"x")).await?.0,
+            Response::KvDone
+        );
+        watcher_sync.invalidation().await?;
+        writer_sync.invalidation().await?;
+    }
+    let list = |cursor: Option<String>| Request::KvList {
+        namespace: "cache".into(),
+        prefix: Some("user/".into()),
+        limit: Some(3),
+        cursor,
+    };
+    let Response::KvKeys {
+        keys,
+        list_complete,
+        cursor,
+    } = kv_call(&watcher, &list(None), None).await?.0
+    else {
+        bail!("expected keys");
+    };
+    assert_eq!(
+        keys.iter().map(|k| k.name.as_str()).collect::<Vec<_>>(),
+        ["user/1", "user/2", "user/3"]
+    );
+    assert_eq!(keys[0].expiration, Some(expiration));
+    assert_eq!(keys[0].metadata, Some(json!({ "v": 1 })));
+    assert!(!list_complete);
+    let Response::KvKeys {
+        keys,
+        list_complete,
+        cursor,
+    } = kv_call(&watcher, &list(cursor), None).await?.0
+    else {
+        bail!("expected keys");
+    };
+    assert_eq!(
+        keys.iter().map(|k| k.name.as_str()).collect::<Vec<_>>(),
+        ["user/4"]
+    );
+    assert!(list_complete && cursor.is_none());
+
+    // Delete: done (also for a missing key), announced, then not found.
+    let delete = Request::KvDelete {
+        namespace: "cache".into(),
+        key: "user/1".into(),
+    };
+    assert_eq!(kv_call(&watcher, &delete, None).await?.0, Response::KvDone);
+    assert_eq!(writer_sync.invalidation().await?, expected);
+    assert_eq!(watcher_sync.invalidation().await?, expected);
+    // Deleting a missing key succeeds and announces nothing.
+    assert_eq!(kv_call(&watcher, &delete, None).await?.0, Response::KvDone);
+    let (response, value) = kv_call(&writer, &get, None).await?;
+    assert_eq!(
+        response,
+        Response::KvEntry {
+            found: false,
+            expiration: None,
+            metadata: None
+        }
+    );
+    assert_eq!(value, None);
+
+    // Writes through the API reach nodes too.
+    let (status, _, _) = raw(
+        &admin,
+        Method::PUT,
+        "/v1/kv/cache/values/from-api",
+        &[],
+        Some(b"1".to_vec()),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        watcher_sync.invalidation().await?,
+        ("cache".to_owned(), vec!["from-api".to_owned()])
+    );
+
+    // Limits and unknown namespaces get clear errors.
+    let put_key = |key: String| Request::KvPut {
+        namespace: "cache".into(),
+        key,
+        expiration: None,
+        metadata: None,
+    };
+    let message = kv_error(&writer, &put_key("k".repeat(513)), Some(b"v")).await?;
+    assert!(message.contains("KV key exceeds 512 bytes"), "{message}");
+    let message = kv_error(&writer, &put_key("..".into()), Some(b"v")).await?;
+    assert!(message.contains("cannot be \".\" or \"..\""), "{message}");
+    let message = kv_error(&writer, &put_key(String::new()), Some(b"v")).await?;
+    assert!(message.contains("KV key is empty"), "{message}");
+    let fat = Request::KvPut {
+        namespace: "cache".into(),
+        key: "m".into(),
+        expiration: None,
+        metadata: Some(json!("x".repeat(1100))),
+    };
+    let message = kv_error(&writer, &fat, Some(b"v")).await?;
+    assert!(
+        message.contains("KV metadata exceeds 1024 bytes"),
+        "{message}"
+    );
+    let stale = Request::KvPut {
+        namespace: "cache".into(),
+        key: "m".into(),
+        expiration: Some(unix_now() - 3600),
+        metadata: None,
+    };
+    let message = kv_error(&writer, &stale, Some(b"v")).await?;
+    assert!(message.contains("is not in the future"), "{message}");
+    // The message names control's clock, not the skew tolerance.
+    let quoted_now: u64 = message
+        .split("now is ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .context("no `now is` in the message")?
+        .parse()?;
+    assert!(quoted_now.abs_diff(unix_now()) <= 2, "{message}");
+    // Within the clock-skew tolerance, a past expiration is stored already expired: the
+    // put acts as a delete.
+    let skewed = Request::KvPut {
+        namespace: "cache".into(),
+        key: "user/2".into(),
+        expiration: Some(unix_now() - 10),
+        metadata: None,
+    };
+    assert_eq!(
+        kv_call(&writer, &skewed, Some(b"v")).await?.0,
+        Response::KvDone
+    );
+    watcher_sync.invalidation().await?;
+    writer_sync.invalidation().await?;
+    let gone = Request::KvGet {
+        namespace: "cache".into(),
+        key: "user/2".into(),
+    };
+    assert!(matches!(
+        kv_call(&writer, &gone, None).await?.0,
+        Response::KvEntry { found: false, .. }
+    ));
+    let unknown = Request::KvGet {
+        namespace: "nope".into(),
+        key: "a".into(),
+    };
+    let message = kv_error(&writer, &unknown, None).await?;
+    assert!(message.contains("no KV namespace \"nope\""), "{message}");
+    let message = kv_error(
+        &writer,
+        &Request::KvList {
+            namespace: "cache".into(),
+            prefix: None,
+            limit: Some(0),
+            cursor: None,
+        },
+        None,
+    )
+    .await?;
+    assert!(message.contains("between 1 and 1000"), "{message}");
+    // A value over 25 MiB is refused from its length alone.
+    let (mut send, mut recv) = writer.open_bi().await?;
+    wire::write_message(&mut send, &put_key("huge".into())).await?;
+    let too_big = u32::try_from(25 * 1024 * 1024 + 1)?;
+    send.write_all(&too_big.to_be_bytes()).await?;
+    let response: Option<Response> = wire::read_message(&mut recv).await?;
+    match response {
+        Some(Response::Error { message }) => {
+            assert!(message.contains("KV value exceeds 25 MiB"), "{message}");
+        }
+        other => bail!("oversized value: {other:?}"),
+    }
+    // A put without its value frame is refused.
+    let message = kv_error(&writer, &put_key("no-value".into()), None).await?;
+    assert!(message.contains("followed by one frame"), "{message}");
+    // Nothing refused was announced: the next invalidation is the next write.
+    assert_eq!(
+        kv_call(&writer, &put_key("after".into()), Some(b"v"))
+            .await?
+            .0,
+        Response::KvDone
+    );
+    let (status, _, _) = raw(
+        &admin,
+        Method::DELETE,
+        "/v1/kv/cache/values/from-api",
+        &[],
+        None,
+    )
+    .await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        watcher_sync.invalidation().await?,
+        ("cache".to_owned(), vec!["after".to_owned()])
+    );
+    assert_eq!(
+        watcher_sync.invalidation().await?,
+        ("cache".to_owned(), vec!["from-api".to_owned()])
+    );
+
+    // Creating a namespace is a snapshot change nodes receive.
+    let created: KvNamespaceChanged = admin
+        .ok(
+            Method::POST,
+            "/v1/kv/namespaces",
+            Some(json!({ "name": "sessions" })),
+        )
+        .await?;
+    let pushed = watcher_sync.next().await?;
+    assert_eq!(pushed.version, created.snapshot_version);
+    assert_eq!(pushed.kv_namespaces, ["cache", "sessions"]);
+    control.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_misses_invalidations_is_closed_to_resync() -> anyhow::Result<()> {
+    capture_logs();
+    let dir = TempDir::new("kv-lag");
+    let init = outpost_control::init(&dir.0)?;
+    let control = start(&dir).await?;
+    let admin = Admin::new(&control, &init.admin_token);
+    admin
+        .ok::<KvNamespaceChanged>(
+            Method::POST,
+            "/v1/kv/namespaces",
+            Some(json!({ "name": "cache" })),
+        )
+        .await?;
+    let identity = join_ok(control.quic_addr(), &init.join_token, "slow").await?;
+    let connection = connect(control.quic_addr(), &identity).await?;
+    let mut sync = Sync::open(&connection, None).await?;
+    sync.next().await?;
+
+    // The node stops reading: long keys fill the stream's flow-control window, then more
+    // invalidations than control keeps for a node pile up behind them.
+    for round in 0..4 {
+        let entries: Vec<Value> = (0..10_000)
+            .map(|i| json!({ "key": format!("{round}-{i:05}-{}", "k".repeat(480)), "value": "" }))
+            .collect();
+        admin
+            .ok::<KvWritten>(Method::POST, "/v1/kv/cache/bulk", Some(json!(entries)))
+            .await?;
+    }
+    for i in 0..1100 {
+        let (status, _, _) = raw(
+            &admin,
+            Method::PUT,
+            &format!("/v1/kv/cache/values/n{i}"),
+            &[],
+            Some(Vec::new()),
+        )
+        .await?;
+        ensure!(status == StatusCode::OK);
+    }
+
+    // Reading again, the node gets what was buffered, then control closes it to resync.
+    let drained = tokio::time::timeout(Duration::from_secs(10), async {
+        while wire::read_bytes(&mut sync.recv)
+            .await
+            .is_ok_and(|frame| frame.is_some())
+        {}
+    })
+    .await;
+    ensure!(drained.is_ok(), "the sync stream never ended");
+    let closed = tokio::time::timeout(Duration::from_secs(2), connection.closed()).await?;
+    assert!(
+        matches!(&closed, quinn::ConnectionError::ApplicationClosed(close)
+            if close.error_code == quinn::VarInt::from_u32(wire::close::RESYNC)),
+        "{closed:?}"
+    );
+    control.shutdown().await;
+    Ok(())
 }

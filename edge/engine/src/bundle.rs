@@ -5,6 +5,7 @@ use std::path::Path;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::kv::KvBindings;
 use crate::limits::Limits;
 
 /// Most modules a bundle read from disk may hold.
@@ -172,6 +173,8 @@ pub struct FunctionSpec {
     pub limits: Limits,
     /// Boot the isolate when deployed (true) or on the first request (false).
     pub preload: bool,
+    /// KV namespaces bound into `env`, and the store behind them.
+    pub kv: Option<KvBindings>,
 }
 
 #[cfg(test)]

@@ -38,6 +38,7 @@ use crate::ext::FunctionLabel;
 use crate::ext::PendingRequest;
 use crate::ext::RequestTable;
 use crate::ext::Responder;
+use crate::ext::kv::KvAccess;
 use crate::loader::BUNDLE_ROOT;
 use crate::loader::BundleLoader;
 use crate::watchdog::SliceClock;
@@ -445,6 +446,7 @@ fn new_runtime(spec: &FunctionSpec) -> Result<JsRuntime, BootError> {
     state.put(RequestTable::default());
     state.put(FunctionLabel(Rc::from(spec.name.as_str())));
     state.put(crate::fetch_permissions());
+    state.put(KvAccess(spec.kv.clone()));
     drop(state);
     Ok(runtime)
 }
@@ -492,6 +494,8 @@ fn bind(
         .map_err(|error| BootError::Script(error.to_string()))?;
 
     let env_json = serde_json::Value::Object(spec.env.clone()).to_string();
+    let kv_json = serde_json::to_string(&crate::ext::kv::binding_names(spec.kv.as_ref()))
+        .unwrap_or_else(|_| "[]".into());
     let isolate = runtime.v8_isolate();
     v8::scope_with_context!(scope, isolate, &context);
     v8::tc_scope!(let scope, scope);
@@ -500,6 +504,7 @@ fn bind(
         v8::Local::new(scope, &namespace).into(),
         js_string(scope, &env_json),
         v8::Integer::new_from_unsigned(scope, spec.limits.subrequests).into(),
+        js_string(scope, &kv_json),
     ];
     let undefined = v8::undefined(scope).into();
     if boot.call(scope, undefined, &args).is_none() {

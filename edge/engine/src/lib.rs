@@ -9,6 +9,7 @@ mod bundle;
 mod exchange;
 mod ext;
 mod isolate;
+pub mod kv;
 mod limits;
 mod loader;
 mod shard;

@@ -9,10 +9,13 @@ use std::sync::Arc;
 use outpost_engine::Bundle;
 use outpost_engine::FunctionSpec;
 use outpost_engine::Limits;
+use outpost_engine::kv::KvBindings;
 pub use outpost_proto::OriginSpec;
 use outpost_routing::RouteRule;
 use outpost_routing::RouteTable;
 use serde::Deserialize;
+
+use crate::kv::LocalKv;
 
 /// Default listen address of a node.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -110,6 +113,10 @@ pub struct FunctionSection {
     /// Boot at startup (true) or on the first request (false).
     #[serde(default = "yes")]
     pub preload: bool,
+    /// `[[functions.kv_namespaces]]`: KV namespaces reached as `env.<binding>`, stored
+    /// in `.outpost/kv.sqlite` next to the config.
+    #[serde(default)]
+    pub kv_namespaces: Vec<outpost_proto::KvBinding>,
 }
 
 fn yes() -> bool {
@@ -223,6 +230,7 @@ impl NodeConfig {
         })?;
         let mut functions = Vec::new();
         let mut refused = Vec::new();
+        let mut local_kv = None;
         let mut names = std::collections::HashSet::new();
         for function in self.functions {
             if function.name.trim().is_empty() {
@@ -241,7 +249,10 @@ impl NodeConfig {
             })?;
             let main = base_dir.join(&function.main);
             match crate::bundler::load_entry(&main, base_dir) {
-                Ok(bundle) => functions.push(spec(function, bundle)?),
+                Ok(bundle) => {
+                    let kv = kv_bindings(&function, base_dir, &mut local_kv)?;
+                    functions.push(spec(function, bundle, kv)?)
+                }
                 Err(error) => refused.push(RefusedFunction {
                     name: function.name,
                     reason: error.to_string(),
@@ -310,7 +321,46 @@ fn mib(value: u64) -> usize {
     usize::try_from(value.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX)
 }
 
-fn spec(function: FunctionSection, bundle: Bundle) -> Result<FunctionSpec, ConfigError> {
+/// The function's KV bindings over the config's local store (opened on first use).
+fn kv_bindings(
+    function: &FunctionSection,
+    base_dir: &Path,
+    store: &mut Option<Arc<LocalKv>>,
+) -> Result<Option<KvBindings>, ConfigError> {
+    if function.kv_namespaces.is_empty() {
+        return Ok(None);
+    }
+    let mut namespaces = std::collections::BTreeMap::new();
+    for binding in &function.kv_namespaces {
+        let invalid = |error: outpost_proto::kv::KvLimitError| {
+            ConfigError::Invalid(format!(
+                "function {:?}: kv_namespaces: {error}",
+                function.name
+            ))
+        };
+        outpost_proto::kv::check_binding_name(&binding.binding).map_err(invalid)?;
+        outpost_proto::kv::check_namespace_name(&binding.namespace).map_err(invalid)?;
+        namespaces.insert(binding.binding.clone(), binding.namespace.clone());
+    }
+    let store = match store {
+        Some(store) => store.clone(),
+        None => {
+            let path = base_dir.join(".outpost").join("kv.sqlite");
+            let opened = Arc::new(LocalKv::open(&path).map_err(|error| {
+                ConfigError::Invalid(format!("opening the KV store {}: {error}", path.display()))
+            })?);
+            *store = Some(opened.clone());
+            opened
+        }
+    };
+    Ok(Some(KvBindings { store, namespaces }))
+}
+
+fn spec(
+    function: FunctionSection,
+    bundle: Bundle,
+    kv: Option<KvBindings>,
+) -> Result<FunctionSpec, ConfigError> {
     let mut vars = serde_json::Map::new();
     for (key, value) in function.vars {
         let value = serde_json::to_value(value).map_err(|error| {
@@ -325,6 +375,7 @@ fn spec(function: FunctionSection, bundle: Bundle) -> Result<FunctionSpec, Confi
         bundle: Arc::new(bundle),
         limits: function.limits,
         preload: function.preload,
+        kv,
     })
 }
 
@@ -411,6 +462,9 @@ pub struct ProjectManifest {
     /// Origins the function's routes may fall back to.
     #[serde(default)]
     pub origins: Vec<OriginSpec>,
+    /// `[[kv_namespaces]]`: KV namespaces the function reaches as `env.<binding>`.
+    #[serde(default)]
+    pub kv_namespaces: Vec<outpost_proto::KvBinding>,
 }
 
 impl ProjectManifest {
@@ -424,6 +478,7 @@ impl ProjectManifest {
             limits: Limits::default(),
             routes: Vec::new(),
             origins: Vec::new(),
+            kv_namespaces: Vec::new(),
         }
     }
 }
@@ -488,6 +543,7 @@ pub fn dev_config(path: &Path, listen: SocketAddr) -> Result<(NodeConfig, PathBu
             secrets: manifest.secrets,
             limits: manifest.limits,
             preload: true,
+            kv_namespaces: manifest.kv_namespaces,
         }],
         origins: manifest.origins,
     };

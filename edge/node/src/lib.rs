@@ -3,6 +3,7 @@
 pub mod bundler;
 pub mod config;
 mod dev;
+pub mod kv;
 pub mod proxy;
 pub mod serving;
 pub mod sync;
@@ -61,6 +62,7 @@ pub fn embedded_setup(listen: std::net::SocketAddr) -> anyhow::Result<NodeSetup>
                 env: serde_json::Map::new(),
                 limits: Limits::default(),
                 preload: true,
+                kv: None,
             }],
             refused: Vec::new(),
             origins: HashMap::new(),

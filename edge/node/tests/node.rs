@@ -25,6 +25,8 @@ use serde_json::json;
 
 #[path = "node/control.rs"]
 mod control;
+#[path = "node/kv.rs"]
+mod kv;
 #[path = "node/typescript.rs"]
 mod typescript;
 

@@ -2,6 +2,7 @@
 // Runs once, while the startup snapshot is taken; every isolate starts from its result.
 
 import { core, internals, primordials } from "ext:core/mod.js";
+import { KVNamespace } from "ext:outpost/01_kv.js";
 
 const {
   op_outpost_respond_empty,
@@ -177,8 +178,11 @@ const { DOMException } = domException;
 let handler = null;
 let env = null;
 
-function boot(namespace, envJson, limit) {
+function boot(namespace, envJson, limit, kvJson) {
   env = JSONParse(envJson);
+  for (const binding of JSONParse(kvJson)) {
+    env[binding] = new KVNamespace(binding);
+  }
   subrequestLimit = limit;
   const def = namespace?.default;
   if (def !== undefined && def !== null) {

@@ -1,7 +1,10 @@
 //! The `outpost` deno_core extension: ops the runtime JS (`00_runtime.js`) uses to hand responses, bodies and logs back to Rust.
 //!
 //! This file is compiled twice: into the engine, and into `build.rs`, which needs the same
-//! ops to take the startup snapshot. It may only use `crate::exchange` from the engine.
+//! ops to take the startup snapshot. It may only use `crate::exchange` and `crate::kv`
+//! from the engine.
+
+pub mod kv;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -36,9 +39,13 @@ deno_core::extension!(
         op_outpost_fail,
         op_outpost_done,
         op_outpost_log,
+        kv::op_outpost_kv_get,
+        kv::op_outpost_kv_put,
+        kv::op_outpost_kv_delete,
+        kv::op_outpost_kv_list,
     ],
     esm_entry_point = "ext:outpost/00_runtime.js",
-    esm = [dir "src/ext", "00_runtime.js"],
+    esm = [dir "src/ext", "00_runtime.js", "01_kv.js"],
 );
 
 deno_core::extension!(

@@ -137,6 +137,7 @@ impl Applier {
                 env,
                 limits,
                 preload: true,
+                kv: None,
             })
             .await
             .map_err(|error| error.to_string())?;

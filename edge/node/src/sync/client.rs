@@ -194,7 +194,13 @@ impl SyncClient {
                     return Err(error.into());
                 }
             };
-            let ControlMessage::Snapshot { snapshot } = message;
+            let snapshot = match message {
+                ControlMessage::Snapshot { snapshot } => snapshot,
+                other => {
+                    tracing::debug!(target: "outpost::sync", ?other, "ignoring a control message this node does not handle yet");
+                    continue;
+                }
+            };
             let version = snapshot.version;
             let reply = match self.receive(&connection, snapshot).await {
                 Ok(()) => {

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use outpost_proto::api::ApiError;
 use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -143,6 +144,29 @@ impl Control {
         }
     }
 
+    /// `GET` raw bytes, with the response headers.
+    pub async fn get_bytes(&self, path: &str) -> Result<(HeaderMap, Vec<u8>), CliError> {
+        let (_, headers, bytes) = self.send_raw(self.http.get(self.url(path))).await?;
+        Ok((headers, bytes))
+    }
+
+    /// `PUT` raw bytes with extra request headers.
+    pub async fn put_bytes_with_headers<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        bytes: Vec<u8>,
+        headers: &[(&str, String)],
+    ) -> Result<T, CliError> {
+        let mut request = self
+            .http
+            .put(self.url(path))
+            .header("content-type", "application/octet-stream");
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        self.send(request.body(bytes)).await
+    }
+
     /// `PUT` raw bytes.
     pub async fn put_bytes<T: DeserializeOwned>(
         &self,
@@ -173,12 +197,26 @@ impl Control {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<T, CliError> {
+        let (status, _, bytes) = self.send_raw(request).await?;
+        serde_json::from_slice(&bytes).map_err(|error| CliError::Api {
+            status,
+            message: format!("unexpected answer: {error}"),
+        })
+    }
+
+    /// Sends an authenticated request; a non-success status becomes [`CliError::Api`]
+    /// with control's message.
+    async fn send_raw(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(StatusCode, HeaderMap, Vec<u8>), CliError> {
         let response = request
             .bearer_auth(&self.token)
             .send()
             .await
             .map_err(|error| self.unreachable(error))?;
         let status = response.status();
+        let headers = response.headers().clone();
         let bytes = response
             .bytes()
             .await
@@ -189,10 +227,7 @@ impl Control {
                 .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
             return Err(CliError::Api { status, message });
         }
-        serde_json::from_slice(&bytes).map_err(|error| CliError::Api {
-            status,
-            message: format!("unexpected answer: {error}"),
-        })
+        Ok((status, headers, bytes.to_vec()))
     }
 }
 

@@ -132,6 +132,7 @@ pub async fn deploy(control: &Control, args: DeployArgs, json: bool) -> Result<(
                 origins: Some(manifest.origins),
                 percent: args.percent,
                 message: args.message,
+                kv_namespaces: Some(manifest.kv_namespaces),
             },
         )
         .await?;

@@ -1,8 +1,9 @@
-//! `outpost`: the developer CLI — `dev` serves a handler locally; `deploy`, `versions`, `rollback`, `promote`, `routes`, `secret`, `vars`, `nodes`, `status` talk to control.
+//! `outpost`: the developer CLI — `dev` serves a handler locally; `deploy`, `versions`, `rollback`, `promote`, `routes`, `secret`, `vars`, `kv`, `nodes`, `status` talk to control.
 
 mod api;
 mod deploy;
 mod init;
+mod kv;
 
 use std::net::IpAddr;
 use std::net::SocketAddr;
@@ -87,6 +88,11 @@ enum Command {
     Vars {
         /// The function.
         function: String,
+    },
+    /// Manage KV namespaces and their entries.
+    Kv {
+        #[command(subcommand)]
+        command: kv::KvCommand,
     },
     /// List nodes: connected, applied snapshot, last NACK.
     Nodes,
@@ -246,6 +252,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Secret { command } => secret(&control, command, json).await,
+        Command::Kv { command } => kv::kv(&control, command, json).await,
         Command::Vars { function } => {
             let info: FunctionInfo = control.get(&format!("/v1/functions/{function}")).await?;
             print(json, &info.vars, || {
