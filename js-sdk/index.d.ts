@@ -27,7 +27,7 @@ export interface ExecutionContext {
   passThroughOnException(): void;
 }
 
-/** The `fetch` method of a module handler. */
+/** The `fetch` method of a module handler. Returning anything but a `Response` fails the request with 500. */
 export type ExportedHandlerFetchHandler<Env = Record<string, unknown>> = (
   request: Request,
   env: Env,
@@ -40,11 +40,12 @@ export type ExportedHandlerFetchHandler<Env = Record<string, unknown>> = (
  * fails to boot with a `TypeError`.
  *
  * `Env` describes `env`: one member per `[vars]` entry of `outpost.toml` (any TOML value,
- * seen as its JSON equivalent) and per secret (a string).
+ * seen as its JSON equivalent), per secret (a string), and per `[[kv_namespaces]]`
+ * binding (a `KVNamespace`).
  */
 export interface ExportedHandler<Env = Record<string, unknown>> {
-  /** Answers one HTTP request. Returning anything but a `Response` fails it with 500. */
-  fetch(request: Request, env: Env, ctx: ExecutionContext): Response | Promise<Response>;
+  /** Answers one HTTP request. */
+  fetch: ExportedHandlerFetchHandler<Env>;
 }
 
 /**

@@ -45,21 +45,19 @@ const REASONS = {
 };
 
 /** A Response whose body is `data` as JSON; `content-type` defaults to JSON. */
-export function json(data, init = undefined) {
+export function json(data, init) {
   const body = JSON.stringify(data);
-  if (body === undefined) {
-    throw new TypeError(`json() cannot serialize ${data === undefined ? "undefined" : `a ${typeof data}`}`);
-  }
+  if (body === undefined) throw new TypeError(`json() cannot serialize ${describeValue(data)}`);
   return withBody(body, JSON_TYPE, init);
 }
 
 /** A Response whose body is `body` as UTF-8 text; `content-type` defaults to text/plain. */
-export function text(body, init = undefined) {
+export function text(body, init) {
   return withBody(String(body), TEXT_TYPE, init);
 }
 
 /** A 4xx/5xx Response with the body `{"error": message}`; the message defaults to the reason phrase. */
-export function error(status, message = undefined, init = undefined) {
+export function error(status, message, init) {
   if (!Number.isInteger(status) || status < 400 || status > 599) {
     throw new RangeError(`error() needs a 4xx or 5xx status, got ${String(status)}`);
   }
@@ -78,4 +76,14 @@ function withBody(body, contentType, init) {
 function pickInit(init) {
   if (init === undefined || init === null) return {};
   return { status: init.status, statusText: init.statusText, headers: init.headers };
+}
+
+/**
+ * Names a value's kind for error messages: "undefined", "null", "a string", "an object (Map)".
+ * Internal: shared with router.js, not re-exported by index.js.
+ */
+export function describeValue(value) {
+  if (value === null || value === undefined) return String(value);
+  if (typeof value === "object") return `an object (${value.constructor?.name ?? "Object"})`;
+  return `a ${typeof value}`;
 }

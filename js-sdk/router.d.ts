@@ -1,6 +1,6 @@
 // Types of the path router: typed `:params` from route patterns, handlers, and the router itself.
 
-import type { ExecutionContext } from "./index.js";
+import type { ExecutionContext, ExportedHandlerFetchHandler } from "./index.js";
 
 type PatternSegments<Pattern extends string> = Pattern extends `${infer Head}/${infer Tail}`
   ? Head | PatternSegments<Tail>
@@ -28,12 +28,8 @@ export type RouteHandler<Env = Record<string, unknown>, Params = Record<string, 
   params: Params,
 ) => Response | Promise<Response>;
 
-/** Answers a request that matched no route. */
-export type NotFoundHandler<Env = Record<string, unknown>> = (
-  request: Request,
-  env: Env,
-  ctx: ExecutionContext,
-) => Response | Promise<Response>;
+/** Answers a request that matched no route: called like a module handler's `fetch`. */
+export type NotFoundHandler<Env = Record<string, unknown>> = ExportedHandlerFetchHandler<Env>;
 
 /** How a router is set up. */
 export interface RouterOptions<Env = Record<string, unknown>> {

@@ -1,6 +1,6 @@
 // A small path router for fetch handlers: `:name` params, a trailing `*` wildcard, and 400/404/405 answers.
 
-import { error } from "./responses.js";
+import { describeValue, error } from "./responses.js";
 
 /** The method of routes registered with `all()`: they answer every method. */
 const ANY_METHOD = "*";
@@ -17,8 +17,7 @@ export class Router {
   #base;
   #notFound;
 
-  constructor(options = {}) {
-    const { base = "/", notFound = undefined } = options;
+  constructor({ base = "/", notFound } = {}) {
     this.#base = compilePattern(base, "base");
     if (this.#base.some((part) => part.kind !== "literal")) {
       throw new TypeError(`the router base ${JSON.stringify(base)} must be a plain path, without :params or *`);
@@ -83,26 +82,23 @@ export class Router {
     let segments;
     try {
       segments = splitPath(pathname).map(decodeURIComponent);
-    } catch (cause) {
-      if (cause instanceof URIError) return error(400, "malformed percent-encoding in the URL path");
-      throw cause;
+    } catch {
+      return error(400, "malformed percent-encoding in the URL path"); // decodeURIComponent's only error is URIError
     }
-    const method = request.method;
     const allowed = [];
     for (const route of this.#routes) {
       const params = matchParts(route.parts, segments);
       if (params === null) continue;
-      if (accepts(route.method, method)) {
-        const { handler } = route;
-        const response = await handler(request, env, ctx, params);
-        if (!(response instanceof Response)) {
-          throw new TypeError(
-            `the handler of ${route.method === ANY_METHOD ? "ALL" : route.method} ${route.pattern} returned ${describe(response)}, not a Response`,
-          );
-        }
-        return response;
+      if (!accepts(route.method, request.method)) {
+        if (!allowed.includes(route.method)) allowed.push(route.method);
+        continue;
       }
-      if (!allowed.includes(route.method)) allowed.push(route.method);
+      const { handler } = route; // called without `this`
+      const response = await handler(request, env, ctx, params);
+      if (!(response instanceof Response)) {
+        throw new TypeError(`${handlerName(route.method, route.pattern)} returned ${describeValue(response)}, not a Response`);
+      }
+      return response;
     }
     if (allowed.length > 0) {
       if (allowed.includes("GET") && !allowed.includes("HEAD")) allowed.push("HEAD");
@@ -113,7 +109,7 @@ export class Router {
 
   #add(method, pattern, handler) {
     if (typeof handler !== "function") {
-      throw new TypeError(`the handler of ${method === ANY_METHOD ? "ALL" : method} ${String(pattern)} must be a function`);
+      throw new TypeError(`${handlerName(method, pattern)} must be a function`);
     }
     const parts = [...this.#base, ...compilePattern(pattern, "route pattern")];
     this.#routes.push({ method, pattern, parts, handler });
@@ -195,9 +191,7 @@ function matchParts(parts, segments) {
   return segments.length === parts.length ? params : null;
 }
 
-function describe(value) {
-  if (value === null) return "null";
-  if (value === undefined) return "undefined";
-  if (typeof value === "object") return `an object (${value.constructor?.name ?? "Object"})`;
-  return `a ${typeof value}`;
+// How errors name a route's handler: "the handler of GET /users/:id", "the handler of ALL /files/*".
+function handlerName(method, pattern) {
+  return `the handler of ${method === ANY_METHOD ? "ALL" : method} ${String(pattern)}`;
 }

@@ -1,4 +1,4 @@
-// Checks the contract of BUNDLING.md: its esbuild command turns each TypeScript example into one self-contained ES module with a source map back to the .ts source.
+// Checks the contract of BUNDLING.md: its esbuild command is the CLI's (edge/node/src/bundler.rs) and turns each TypeScript example into one self-contained ES module with a source map back to the .ts source.
 
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -9,7 +9,8 @@ import { after, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 
 const sdkDir = fileURLToPath(new URL("..", import.meta.url));
-const examplesDir = resolve(sdkDir, "..", "examples");
+const repoDir = resolve(sdkDir, "..");
+const examplesDir = join(repoDir, "examples");
 const esbuild = join(sdkDir, "node_modules", ".bin", "esbuild");
 const runBundle = fileURLToPath(new URL("support/run-bundle.js", import.meta.url));
 
@@ -21,6 +22,22 @@ function documentedArgv() {
   return match[1].split("\n").filter((line) => line !== "");
 }
 
+/** The fixed flags the CLI passes to esbuild: the string literals of bundler.rs's `.args([...])`. */
+function cliFlags() {
+  const source = readFileSync(join(repoDir, "edge", "node", "src", "bundler.rs"), "utf8");
+  const match = /\.args\(\[([\s\S]*?)\]\)/.exec(source);
+  assert.ok(match, "bundler.rs passes esbuild an .args([...]) list");
+  // A Rust string literal without raw or unicode escapes reads the same as JSON.
+  return [...match[1].matchAll(/"(?:[^"\\]|\\.)*"/g)].map(([literal]) => JSON.parse(literal));
+}
+
+/** The documented arguments after `<esbuild>`, with `<entry>` and `<outdir>` filled in. */
+function esbuildArgs(entry, outdir) {
+  const [program, ...args] = documentedArgv();
+  assert.equal(program, "<esbuild>");
+  return args.map((arg) => arg.replaceAll("<entry>", entry).replaceAll("<outdir>", outdir));
+}
+
 const scratch = mkdtempSync(join(tmpdir(), "outpost-bundle-"));
 after(() => rmSync(scratch, { recursive: true, force: true }));
 
@@ -29,11 +46,7 @@ function bundle(example) {
   const projectDir = join(examplesDir, example);
   const entry = join(projectDir, "src", "index.ts");
   const outdir = join(scratch, example);
-  const [program, ...args] = documentedArgv().map((arg) =>
-    arg.replaceAll("<entry>", entry).replaceAll("<outdir>", outdir),
-  );
-  assert.equal(program, "<esbuild>");
-  execFileSync(esbuild, args, { cwd: projectDir, stdio: ["ignore", "pipe", "pipe"] });
+  execFileSync(esbuild, esbuildArgs(entry, outdir), { cwd: projectDir, stdio: ["ignore", "pipe", "pipe"] });
   return { entry, outdir, outfile: join(outdir, "index.js") };
 }
 
@@ -71,9 +84,8 @@ function assertSelfContained({ entry, outdir, outfile }) {
 
 describe("BUNDLING.md", () => {
   test("documents the argument list the CLI runs", () => {
-    assert.deepEqual(documentedArgv(), [
-      "<esbuild>",
-      "<entry>",
+    const flags = cliFlags();
+    assert.deepEqual(flags, [
       "--bundle",
       "--format=esm",
       "--platform=neutral",
@@ -83,17 +95,15 @@ describe("BUNDLING.md", () => {
       '--define:process.env.NODE_ENV="production"',
       "--sourcemap=linked",
       "--log-level=warning",
-      "--outfile=<outdir>/index.js",
     ]);
+    assert.deepEqual(documentedArgv(), ["<esbuild>", "<entry>", ...flags, "--outfile=<outdir>/index.js"]);
   });
 
   test("fails with esbuild's error when a Node built-in is imported", () => {
     const dir = mkdtempSync(join(scratch, "node-builtin-"));
     const entry = join(dir, "index.ts");
     writeFileSync(entry, 'import { readFileSync } from "node:fs";\nexport default { fetch: () => new Response(String(readFileSync)) };\n');
-    const args = documentedArgv()
-      .slice(1)
-      .map((arg) => arg.replaceAll("<entry>", entry).replaceAll("<outdir>", join(dir, "out")));
+    const args = esbuildArgs(entry, join(dir, "out"));
     assert.throws(
       () => execFileSync(esbuild, args, { cwd: dir, stdio: ["ignore", "pipe", "pipe"] }),
       (error) => error.status === 1 && /Could not resolve "node:fs"/.test(String(error.stderr)),

@@ -370,16 +370,19 @@ describe("entry points", () => {
     const handler = { fetch: router.fetch };
     const response = await handler.fetch(request("/hello/ana"), env, ctx);
     assert.equal(await response.text(), "hi ana");
+    const detached = await router.fetch.call(undefined, request("/hello/bo"), env, ctx);
+    assert.equal(await detached.text(), "hi bo");
   });
 
   test("the router itself is a module handler", async () => {
-    const response = await router.fetch.call(undefined, request("/hello/bo"), env, ctx);
-    assert.equal(await response.text(), "hi bo");
-    assert.equal(typeof router.fetch, "function");
+    // `export default router`: the runtime calls default.fetch(request, env, ctx).
+    const handler = router;
+    const response = await handler.fetch(request("/hello/cy"), env, ctx);
+    assert.equal(await response.text(), "hi cy");
   });
 
   test("handle answers with a Promise of a Response", async () => {
-    const pending = router.handle(request("/hello/cy"), env, ctx);
+    const pending = router.handle(request("/hello/di"), env, ctx);
     assert.ok(pending instanceof Promise);
     assert.ok((await pending) instanceof Response);
   });

@@ -97,6 +97,7 @@ export async function kv(env: Env): Promise<void> {
   const m1 = await ns.getWithMetadata<{ etag: string }>("k");
   expectType<Equal<typeof m1.value, string | null>>();
   expectType<Equal<typeof m1.metadata, { etag: string } | null>>();
+  expectType<Equal<typeof m1.cacheStatus, null>>();
   const m2 = await ns.getWithMetadata<{ n: number }, { etag: string }>("k", "json");
   expectType<Equal<typeof m2.value, { n: number } | null>>();
   const m3 = await ns.getWithMetadata("k", { type: "arrayBuffer" });
@@ -121,6 +122,7 @@ export async function kv(env: Env): Promise<void> {
   do {
     const page = await ns.list<{ etag: string }>({ prefix: "user:", limit: 100, cursor });
     expectType<Equal<typeof page, KVNamespaceListResult<{ etag: string }>>>();
+    expectType<Equal<typeof page.cacheStatus, null>>();
     for (const key of page.keys) {
       expectType<Equal<typeof key.name, string>>();
       expectType<Equal<typeof key.expiration, number | undefined>>();

@@ -48,6 +48,9 @@ struct Args {
     keep_temp: bool,
 }
 
+/// `/proc/<pid>/stat` counts CPU time in clock ticks (Linux USER_HZ).
+const CLOCK_TICKS_PER_SEC: f64 = 100.0;
+
 /// One fleet size's results.
 struct FleetResult {
     nodes: usize,
@@ -163,15 +166,15 @@ async fn run_fleet(args: &Args, bin_dir: &Path, dir: &Path, count: usize) -> Res
     let rss_before = rss_kib(control_pid)?;
 
     let node_config = dir.join("node.toml");
+    std::fs::write(
+        &node_config,
+        "[server]\nthreads = 1\n\n[engine]\nthreads = 1\nmemory_budget_mb = 256\n",
+    )?;
     let mut ports = Vec::with_capacity(count);
     for i in 0..count {
         let token: JoinToken = api.post("/v1/join-tokens", &serde_json::json!({})).await?;
         let port = free_port()?;
         ports.push(port);
-        std::fs::write(
-            &node_config,
-            "[server]\nthreads = 1\n\n[engine]\nthreads = 1\nmemory_budget_mb = 256\n",
-        )?;
         processes.0.push(
             std::process::Command::new(bin_dir.join("outpost-edge"))
                 .arg("--config")
@@ -211,8 +214,7 @@ async fn run_fleet(args: &Args, bin_dir: &Path, dir: &Path, count: usize) -> Res
     let cpu_before = cpu_ticks(control_pid)?;
     tokio::time::sleep(Duration::from_secs(args.idle_secs)).await;
     let cpu_after = cpu_ticks(control_pid)?;
-    let ticks_per_sec = 100.0;
-    let cpu_seconds = (cpu_after.saturating_sub(cpu_before)) as f64 / ticks_per_sec;
+    let cpu_seconds = (cpu_after.saturating_sub(cpu_before)) as f64 / CLOCK_TICKS_PER_SEC;
 
     let mut all = Vec::new();
     let mut per_node = Vec::new();

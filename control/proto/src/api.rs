@@ -21,9 +21,9 @@
 //! | `GET /v1/kv/namespaces` | → `[`[`KvNamespaceInfo`]`]` |
 //! | `POST /v1/kv/namespaces` | [`NewKvNamespace`] → [`KvNamespaceChanged`] (409 if it exists) |
 //! | `DELETE /v1/kv/namespaces/{ns}` | → [`KvNamespaceChanged`] (409 while a live version binds it) |
-//! | `GET /v1/kv/{ns}/keys?prefix=&limit=&cursor=` | → [`KvKeyList`] (see [`KvListQuery`]) |
+//! | `GET /v1/kv/{ns}/keys?prefix=&limit=&cursor=` | → [`KvKeyList`] (`limit` 1..=1000, default 1000; `cursor` from the previous page) |
 //! | `GET /v1/kv/{ns}/values/{key}` | → the raw value; metadata in [`KV_METADATA_HEADER`], expiration in [`KV_EXPIRATION_HEADER`] (404 if missing or expired) |
-//! | `PUT /v1/kv/{ns}/values/{key}?expiration=&expiration_ttl=` | raw value, metadata in [`KV_METADATA_HEADER`] → [`KvWritten`] (see [`KvPutQuery`]) |
+//! | `PUT /v1/kv/{ns}/values/{key}?expiration=&expiration_ttl=` | raw value, metadata in [`KV_METADATA_HEADER`] → [`KvWritten`] (at most one of `expiration`, absolute Unix seconds in the future, and `expiration_ttl`, at least 1 second from now) |
 //! | `DELETE /v1/kv/{ns}/values/{key}` | → [`KvWritten`] (404 if missing or expired) |
 //! | `POST /v1/kv/{ns}/bulk` | `[`[`KvBulkEntry`]`]` → [`KvWritten`] (all or nothing) |
 //! | `GET /v1/kv/{ns}/export` | → `[`[`KvBulkEntry`]`]` (every live key, in byte order) |
@@ -275,21 +275,6 @@ pub struct KvNamespaceChanged {
     pub snapshot_version: u64,
 }
 
-/// Query of `GET /v1/kv/{ns}/keys`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KvListQuery {
-    /// Only keys starting with this.
-    #[serde(default)]
-    pub prefix: Option<String>,
-    /// Page size, 1..=1000 (default 1000).
-    #[serde(default)]
-    pub limit: Option<u64>,
-    /// The previous page's `cursor`.
-    #[serde(default)]
-    pub cursor: Option<String>,
-}
-
 /// `GET /v1/kv/{ns}/keys`: one page of live keys in byte order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KvKeyList {
@@ -300,18 +285,6 @@ pub struct KvKeyList {
     /// Pass as `cursor` for the next page; present when not complete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
-}
-
-/// Query of `PUT /v1/kv/{ns}/values/{key}`: at most one of the two.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KvPutQuery {
-    /// Absolute expiration, Unix seconds (must be in the future).
-    #[serde(default)]
-    pub expiration: Option<u64>,
-    /// Seconds from now (at least 1; Workers requires 60).
-    #[serde(default)]
-    pub expiration_ttl: Option<u64>,
 }
 
 /// One entry of `POST /v1/kv/{ns}/bulk` and `GET /v1/kv/{ns}/export`.

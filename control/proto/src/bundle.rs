@@ -7,6 +7,8 @@ use serde::Deserialize;
 use serde::Serialize;
 use sha2::Digest;
 
+use crate::names::shorten;
+
 /// Largest bundle archive accepted anywhere (upload, push, disk), in bytes.
 pub const MAX_BUNDLE_BYTES: usize = 64 * 1024 * 1024;
 
@@ -26,7 +28,7 @@ impl BundleHash {
         if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
             Ok(BundleHash(text.to_ascii_lowercase()))
         } else {
-            Err(BundleError::BadHash(text.chars().take(80).collect()))
+            Err(BundleError::BadHash(shorten(text)))
         }
     }
 

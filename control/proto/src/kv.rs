@@ -19,6 +19,10 @@
 use serde::Deserialize;
 use serde::Serialize;
 
+use crate::names::is_identifier;
+use crate::names::is_plain_name;
+use crate::names::shorten;
+
 /// Longest key, in bytes of UTF-8.
 pub const MAX_KEY_BYTES: usize = 512;
 
@@ -219,11 +223,7 @@ pub fn decode_cursor(cursor: &str) -> Result<String, KvLimitError> {
 
 /// Checks a namespace name: 1 to [`MAX_NAMESPACE_NAME`] of `[A-Za-z0-9_-]`.
 pub fn check_namespace_name(name: &str) -> Result<(), KvLimitError> {
-    let ok = (1..=MAX_NAMESPACE_NAME).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if ok {
+    if is_plain_name(name, MAX_NAMESPACE_NAME) {
         Ok(())
     } else {
         Err(KvLimitError::NamespaceName(shorten(name)))
@@ -232,13 +232,7 @@ pub fn check_namespace_name(name: &str) -> Result<(), KvLimitError> {
 
 /// Checks a binding name: an (ASCII) JavaScript identifier, as it appears on `env`.
 pub fn check_binding_name(name: &str) -> Result<(), KvLimitError> {
-    let mut bytes = name.bytes();
-    let ok = name.len() <= MAX_BINDING_NAME
-        && bytes
-            .next()
-            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_' || b == b'$')
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$');
-    if ok {
+    if is_identifier(name, MAX_BINDING_NAME) {
         Ok(())
     } else {
         Err(KvLimitError::BindingName(shorten(name)))
@@ -263,11 +257,6 @@ pub fn ascii_json(value: &serde_json::Value) -> String {
         }
     }
     out
-}
-
-/// The start of a name too long to echo whole.
-fn shorten(name: &str) -> String {
-    name.chars().take(80).collect()
 }
 
 #[cfg(test)]

@@ -2,13 +2,14 @@
 //!
 //! Domain types ([`Snapshot`], [`BundleArchive`]) are checked here, in pure code, so
 //! control refuses an inconsistent snapshot before publishing it and a node checks
-//! what it receives before applying it. KV limits ([`kv`]) are checked here too, so
-//! control and the node refuse the same things. Only the control service and the
-//! node's sync client see the [`wire`] messages.
+//! what it receives before applying it. KV limits ([`kv`]) and name rules ([`names`])
+//! are checked here too, so control and the node refuse the same things. Only the
+//! control service and the node's sync client see the [`wire`] messages.
 
 pub mod api;
 mod bundle;
 pub mod kv;
+pub mod names;
 mod snapshot;
 pub mod tls;
 pub mod wire;

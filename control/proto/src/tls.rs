@@ -28,6 +28,7 @@ use sha2::Digest;
 
 use crate::CONTROL_SERVER_NAME;
 use crate::SYNC_ALPN;
+use crate::names::shorten;
 
 /// How often an idle connection sends a keep-alive (well under [`IDLE_TIMEOUT`]).
 pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(5);
@@ -150,9 +151,7 @@ pub fn new_node_key(name: &str) -> Result<NodeKey, TlsError> {
 /// against that CA for [`CONTROL_SERVER_NAME`].
 pub fn join_client_config(ca_sha256: &str) -> Result<quinn::ClientConfig, TlsError> {
     if !is_sha256_hex(ca_sha256) {
-        return Err(TlsError::BadFingerprint(
-            ca_sha256.chars().take(80).collect(),
-        ));
+        return Err(TlsError::BadFingerprint(shorten(ca_sha256)));
     }
     let provider = ring_provider();
     let verifier = PinnedCaVerifier {

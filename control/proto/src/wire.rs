@@ -35,7 +35,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::bundle::BundleHash;
 use crate::bundle::MAX_BUNDLE_BYTES;
-pub use crate::kv::KvKey;
+use crate::kv::KvKey;
 use crate::snapshot::Snapshot;
 
 /// Largest frame either side accepts: a bundle plus headroom for JSON.

@@ -1,9 +1,9 @@
 //! The admin HTTP API (axum): the table in `outpost_proto::api`, bearer-token auth, errors as `ApiError` JSON.
 //!
 //! Semantics beyond the table:
-//! - Every change answers [`Published`](outpost_proto::api::Published); a change that
-//!   leaves the snapshot as it was (e.g. rolling back to the version already live)
-//!   publishes no new version, so nodes get nothing to apply.
+//! - Every change answers [`Published`]; a change that leaves the snapshot as it was
+//!   (e.g. rolling back to the version already live) publishes no new version, so nodes
+//!   get nothing to apply.
 //! - `POST versions` without `bundle` reuses the newest live version's bundle (a
 //!   vars-only release); the first version needs one. Without `percent` (or 100) the
 //!   new version serves everyone; 1..=99 splits with the newest live version.
@@ -33,6 +33,7 @@
 //!   409 state conflict or a snapshot that fails its consistency check, 413 bundle over
 //!   `MAX_BUNDLE_BYTES` or KV value over 25 MiB.
 
+use std::fmt::Display;
 use std::sync::Arc;
 
 use axum::Json;
@@ -63,6 +64,8 @@ use outpost_proto::BundleArchive;
 use outpost_proto::BundleHash;
 use outpost_proto::MAX_BUNDLE_BYTES;
 use outpost_proto::api::ApiError;
+use outpost_proto::api::BundleStored;
+use outpost_proto::api::FunctionInfo;
 use outpost_proto::api::JoinToken;
 use outpost_proto::api::KV_EXPIRATION_HEADER;
 use outpost_proto::api::KV_METADATA_HEADER;
@@ -73,13 +76,17 @@ use outpost_proto::api::KvNamespaceInfo;
 use outpost_proto::api::KvWritten;
 use outpost_proto::api::NewKvNamespace;
 use outpost_proto::api::NewVersion;
+use outpost_proto::api::NodeInfo;
+use outpost_proto::api::Published;
 use outpost_proto::api::Rollback;
+use outpost_proto::api::RouteInfo;
+use outpost_proto::api::SecretInfo;
 use outpost_proto::api::SecretValue;
+use outpost_proto::api::Status;
+use outpost_proto::api::VersionInfo;
 use outpost_proto::kv;
-use outpost_proto::kv::KvLimitError;
 use outpost_proto::kv::MAX_VALUE_BYTES;
 use serde::Deserialize;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::error;
 use tracing::info;
@@ -89,10 +96,10 @@ use crate::LOG_TARGET;
 use crate::credentials;
 use crate::error::ControlError;
 use crate::pki::Ca;
-use crate::run_blocking;
 use crate::store::KvRecord;
 use crate::store::Store;
 use crate::store::unix_now;
+use crate::with_store;
 
 /// Largest JSON body of any other request.
 const MAX_JSON_BYTES: usize = 1024 * 1024;
@@ -112,24 +119,10 @@ pub(crate) struct ApiState {
     pub(crate) admin_token_sha256: Arc<str>,
 }
 
-/// An error answered as a status and an [`ApiError`] body.
-struct Failure(ControlError);
-
-impl From<ControlError> for Failure {
-    fn from(error: ControlError) -> Self {
-        Failure(error)
-    }
-}
-
-impl From<KvLimitError> for Failure {
-    fn from(error: KvLimitError) -> Self {
-        Failure(error.into())
-    }
-}
-
-impl IntoResponse for Failure {
+/// Every error answers as a status and an [`ApiError`] body.
+impl IntoResponse for ControlError {
     fn into_response(self) -> Response {
-        let status = match &self.0 {
+        let status = match &self {
             ControlError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ControlError::NotFound(_) => StatusCode::NOT_FOUND,
             ControlError::Conflict(_) | ControlError::Inconsistent(_) => StatusCode::CONFLICT,
@@ -137,12 +130,12 @@ impl IntoResponse for Failure {
             ControlError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        if self.0.is_client_error() {
-            info!(target: LOG_TARGET, status = status.as_u16(), error = %self.0, "refused admin request");
+        if self.is_client_error() {
+            info!(target: LOG_TARGET, status = status.as_u16(), error = %self, "refused admin request");
         } else {
-            error!(target: LOG_TARGET, error = %self.0, "admin request failed");
+            error!(target: LOG_TARGET, error = %self, "admin request failed");
         }
-        failure(status, self.0.to_string())
+        failure(status, self.to_string())
     }
 }
 
@@ -150,7 +143,7 @@ fn failure(status: StatusCode, message: String) -> Response {
     (status, Json(ApiError { error: message })).into_response()
 }
 
-type ApiResult<T> = Result<Json<T>, Failure>;
+type ApiResult<T> = Result<Json<T>, ControlError>;
 
 /// The admin API router (every route behind the bearer token).
 pub(crate) fn router(state: ApiState) -> Router {
@@ -247,186 +240,173 @@ async fn unknown_path() -> Response {
     failure(StatusCode::NOT_FOUND, "no such API path".into())
 }
 
-/// Runs a store call on the blocking pool.
-async fn with_store<T: Send + 'static>(
+/// Runs a store call on the blocking pool and answers its result as JSON.
+async fn reply<T: Send + 'static>(
     state: &ApiState,
     call: impl FnOnce(&Store) -> Result<T, ControlError> + Send + 'static,
-) -> Result<T, Failure> {
-    let store = state.store.clone();
-    Ok(run_blocking(move || call(&store)).await?)
+) -> ApiResult<T> {
+    Ok(Json(with_store(&state.store, call).await?))
 }
 
-fn json<T: Serialize>(value: T) -> ApiResult<T> {
-    Ok(Json(value))
+/// A request part axum could not extract, as a 400 saying which.
+fn rejected(what: &str, rejection: impl Display) -> ControlError {
+    ControlError::BadRequest(format!("{what}: {rejection}"))
+}
+
+/// A raw body, or a 413 saying `limit` when it exceeds the route's limit.
+fn raw_body(
+    body: Result<Bytes, BytesRejection>,
+    limit: impl FnOnce() -> String,
+) -> Result<Bytes, ControlError> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ControlError::TooLarge(limit())
+        } else {
+            rejected("cannot read the body", rejection)
+        }
+    })
 }
 
 /// Parses a JSON body; an empty body means `empty` when given.
 fn parse_body<T: DeserializeOwned>(
     body: Result<Bytes, BytesRejection>,
     empty: Option<T>,
-) -> Result<T, Failure> {
-    let body = body.map_err(reading_failed)?;
+) -> Result<T, ControlError> {
+    let body = body.map_err(|rejection| rejected("cannot read the body", rejection))?;
     if body.iter().all(u8::is_ascii_whitespace)
         && let Some(value) = empty
     {
         return Ok(value);
     }
-    serde_json::from_slice(&body).map_err(|error| {
-        Failure(ControlError::BadRequest(format!(
-            "invalid JSON body: {error}"
-        )))
-    })
+    serde_json::from_slice(&body)
+        .map_err(|error| ControlError::BadRequest(format!("invalid JSON body: {error}")))
 }
 
-fn reading_failed(rejection: BytesRejection) -> Failure {
-    Failure(ControlError::BadRequest(format!(
-        "cannot read the body: {}",
-        rejection.body_text()
-    )))
-}
-
-fn parse_hash(text: &str) -> Result<BundleHash, Failure> {
-    BundleHash::parse(text).map_err(|error| Failure(ControlError::BadRequest(error.to_string())))
-}
-
-async fn status(State(state): State<ApiState>) -> ApiResult<outpost_proto::api::Status> {
-    json(with_store(&state, Store::status).await?)
+async fn status(State(state): State<ApiState>) -> ApiResult<Status> {
+    reply(&state, Store::status).await
 }
 
 async fn put_bundle(
     State(state): State<ApiState>,
     Path(hash): Path<String>,
     body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let body = match body {
-        Ok(body) => body,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return failure(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("bundles are limited to {MAX_BUNDLE_BYTES} bytes"),
-            );
-        }
-        Err(rejection) => return reading_failed(rejection).into_response(),
-    };
-    let stored = async {
-        let hash = parse_hash(&hash)?;
-        let stored = with_store(&state, move |store| {
-            BundleArchive::verified(&hash, &body)
-                .map_err(|error| ControlError::BadRequest(error.to_string()))?;
-            store.put_bundle(&hash, &body)
-        })
-        .await?;
-        if !stored.existed {
-            info!(target: LOG_TARGET, hash = %stored.hash, size = stored.size, "stored bundle");
-        }
-        json(stored)
+) -> ApiResult<BundleStored> {
+    let body = raw_body(body, || {
+        format!("bundles are limited to {MAX_BUNDLE_BYTES} bytes")
+    })?;
+    let hash =
+        BundleHash::parse(&hash).map_err(|error| ControlError::BadRequest(error.to_string()))?;
+    let stored = with_store(&state.store, move |store| {
+        BundleArchive::verified(&hash, &body)
+            .map_err(|error| ControlError::BadRequest(error.to_string()))?;
+        store.put_bundle(&hash, &body)
+    })
+    .await?;
+    if !stored.existed {
+        info!(target: LOG_TARGET, hash = %stored.hash, size = stored.size, "stored bundle");
     }
-    .await;
-    stored.into_response()
+    Ok(Json(stored))
 }
 
-async fn head_bundle(State(state): State<ApiState>, Path(hash): Path<String>) -> Response {
-    let Ok(hash) = BundleHash::parse(&hash) else {
-        return StatusCode::BAD_REQUEST.into_response();
-    };
-    match with_store(&state, move |store| store.has_bundle(&hash)).await {
-        Ok(true) => StatusCode::OK.into_response(),
-        Ok(false) => StatusCode::NOT_FOUND.into_response(),
-        Err(failure) => failure.into_response(),
-    }
-}
-
-async fn list_functions(
+async fn head_bundle(
     State(state): State<ApiState>,
-) -> ApiResult<Vec<outpost_proto::api::FunctionInfo>> {
-    json(with_store(&state, Store::functions).await?)
+    Path(hash): Path<String>,
+) -> Result<StatusCode, ControlError> {
+    let Ok(hash) = BundleHash::parse(&hash) else {
+        return Ok(StatusCode::BAD_REQUEST);
+    };
+    let stored = with_store(&state.store, move |store| store.has_bundle(&hash)).await?;
+    Ok(if stored {
+        StatusCode::OK
+    } else {
+        StatusCode::NOT_FOUND
+    })
+}
+
+async fn list_functions(State(state): State<ApiState>) -> ApiResult<Vec<FunctionInfo>> {
+    reply(&state, Store::functions).await
 }
 
 async fn get_function(
     State(state): State<ApiState>,
     Path(name): Path<String>,
-) -> ApiResult<outpost_proto::api::FunctionInfo> {
-    json(with_store(&state, move |store| store.function(&name)).await?)
+) -> ApiResult<FunctionInfo> {
+    reply(&state, move |store| store.function(&name)).await
 }
 
 async fn delete_function(
     State(state): State<ApiState>,
     Path(name): Path<String>,
-) -> ApiResult<outpost_proto::api::Published> {
-    json(with_store(&state, move |store| store.delete_function(&name)).await?)
+) -> ApiResult<Published> {
+    reply(&state, move |store| store.delete_function(&name)).await
 }
 
 async fn deploy(
     State(state): State<ApiState>,
     Path(name): Path<String>,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult<outpost_proto::api::Published> {
+) -> ApiResult<Published> {
     let request: NewVersion = parse_body(body, None)?;
-    json(with_store(&state, move |store| store.deploy(&name, request)).await?)
+    reply(&state, move |store| store.deploy(&name, request)).await
 }
 
 async fn list_versions(
     State(state): State<ApiState>,
     Path(name): Path<String>,
-) -> ApiResult<Vec<outpost_proto::api::VersionInfo>> {
-    json(with_store(&state, move |store| store.versions(&name)).await?)
+) -> ApiResult<Vec<VersionInfo>> {
+    reply(&state, move |store| store.versions(&name)).await
 }
 
 async fn rollback(
     State(state): State<ApiState>,
     Path(name): Path<String>,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult<outpost_proto::api::Published> {
+) -> ApiResult<Published> {
     let request: Rollback = parse_body(body, Some(Rollback::default()))?;
-    json(with_store(&state, move |store| store.rollback(&name, request.version)).await?)
+    reply(&state, move |store| store.rollback(&name, request.version)).await
 }
 
-async fn promote(
-    State(state): State<ApiState>,
-    Path(name): Path<String>,
-) -> ApiResult<outpost_proto::api::Published> {
-    json(with_store(&state, move |store| store.promote(&name)).await?)
+async fn promote(State(state): State<ApiState>, Path(name): Path<String>) -> ApiResult<Published> {
+    reply(&state, move |store| store.promote(&name)).await
 }
 
 async fn list_secrets(
     State(state): State<ApiState>,
     Path(name): Path<String>,
-) -> ApiResult<Vec<outpost_proto::api::SecretInfo>> {
-    json(with_store(&state, move |store| store.secrets(&name)).await?)
+) -> ApiResult<Vec<SecretInfo>> {
+    reply(&state, move |store| store.secrets(&name)).await
 }
 
 async fn put_secret(
     State(state): State<ApiState>,
     Path((name, key)): Path<(String, String)>,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult<outpost_proto::api::Published> {
+) -> ApiResult<Published> {
     let SecretValue { value } = parse_body(body, None)?;
-    json(with_store(&state, move |store| store.put_secret(&name, &key, &value)).await?)
+    reply(&state, move |store| store.put_secret(&name, &key, &value)).await
 }
 
 async fn delete_secret(
     State(state): State<ApiState>,
     Path((name, key)): Path<(String, String)>,
-) -> ApiResult<outpost_proto::api::Published> {
-    json(with_store(&state, move |store| store.delete_secret(&name, &key)).await?)
+) -> ApiResult<Published> {
+    reply(&state, move |store| store.delete_secret(&name, &key)).await
 }
 
-async fn list_routes(
-    State(state): State<ApiState>,
-) -> ApiResult<Vec<outpost_proto::api::RouteInfo>> {
-    json(with_store(&state, Store::routes).await?)
+async fn list_routes(State(state): State<ApiState>) -> ApiResult<Vec<RouteInfo>> {
+    reply(&state, Store::routes).await
 }
 
-async fn list_nodes(State(state): State<ApiState>) -> ApiResult<Vec<outpost_proto::api::NodeInfo>> {
-    json(with_store(&state, Store::nodes).await?)
+async fn list_nodes(State(state): State<ApiState>) -> ApiResult<Vec<NodeInfo>> {
+    reply(&state, Store::nodes).await
 }
 
 async fn new_join_token(State(state): State<ApiState>) -> ApiResult<JoinToken> {
     let secret = credentials::new_join_secret();
     let token = credentials::join_token(&secret, state.ca.sha256());
-    with_store(&state, move |store| store.add_join_token(&secret)).await?;
+    with_store(&state.store, move |store| store.add_join_token(&secret)).await?;
     info!(target: LOG_TARGET, "created a join token");
-    json(JoinToken { token })
+    Ok(Json(JoinToken { token }))
 }
 
 // ---- KV -------------------------------------------------------------------------------
@@ -446,40 +426,24 @@ struct PutParams {
     expiration_ttl: Option<String>,
 }
 
-fn path_failed(rejection: PathRejection) -> Failure {
-    Failure(ControlError::BadRequest(format!(
-        "invalid path: {}",
-        rejection.body_text()
-    )))
-}
-
-fn query_failed(rejection: QueryRejection) -> Failure {
-    Failure(ControlError::BadRequest(format!(
-        "invalid query: {}",
-        rejection.body_text()
-    )))
-}
-
 /// A whole-number query parameter; empty means absent.
-fn number(name: &str, value: Option<String>) -> Result<Option<u64>, Failure> {
+fn number(name: &str, value: Option<String>) -> Result<Option<u64>, ControlError> {
     match value.as_deref().map(str::trim) {
         None | Some("") => Ok(None),
         Some(text) => text.parse().map(Some).map_err(|_| {
-            Failure(ControlError::BadRequest(format!(
+            ControlError::BadRequest(format!(
                 "`{name}` must be a whole number of seconds or keys, not {text:?}"
-            )))
+            ))
         }),
     }
 }
 
-fn no_key(namespace: &str, key: &str) -> Failure {
-    Failure(ControlError::NotFound(format!(
-        "no key {key:?} in KV namespace {namespace:?}"
-    )))
+fn no_key(namespace: &str, key: &str) -> ControlError {
+    ControlError::NotFound(format!("no key {key:?} in KV namespace {namespace:?}"))
 }
 
 async fn list_kv_namespaces(State(state): State<ApiState>) -> ApiResult<Vec<KvNamespaceInfo>> {
-    json(with_store(&state, Store::kv_namespaces).await?)
+    reply(&state, Store::kv_namespaces).await
 }
 
 async fn create_kv_namespace(
@@ -487,14 +451,14 @@ async fn create_kv_namespace(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<KvNamespaceChanged> {
     let NewKvNamespace { name } = parse_body(body, None)?;
-    json(with_store(&state, move |store| store.create_kv_namespace(&name)).await?)
+    reply(&state, move |store| store.create_kv_namespace(&name)).await
 }
 
 async fn delete_kv_namespace(
     State(state): State<ApiState>,
     Path(namespace): Path<String>,
 ) -> ApiResult<KvNamespaceChanged> {
-    json(with_store(&state, move |store| store.delete_kv_namespace(&namespace)).await?)
+    reply(&state, move |store| store.delete_kv_namespace(&namespace)).await
 }
 
 async fn list_kv_keys(
@@ -502,39 +466,28 @@ async fn list_kv_keys(
     Path(namespace): Path<String>,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> ApiResult<KvKeyList> {
-    let Query(params) = params.map_err(query_failed)?;
+    let Query(params) = params.map_err(|rejection| rejected("invalid query", rejection))?;
     let limit = kv::list_limit(number("limit", params.limit)?)?;
     let prefix = params.prefix.unwrap_or_default();
     let cursor = params.cursor.filter(|cursor| !cursor.is_empty());
-    json(
-        with_store(&state, move |store| {
-            store.kv_list(&namespace, &prefix, limit, cursor.as_deref(), unix_now())
-        })
-        .await?,
-    )
+    reply(&state, move |store| {
+        store.kv_list(&namespace, &prefix, limit, cursor.as_deref(), unix_now())
+    })
+    .await
 }
 
 async fn get_kv_value(
     State(state): State<ApiState>,
     path: Result<Path<(String, String)>, PathRejection>,
-) -> Response {
-    let found = async {
-        let Path((namespace, key)) = path.map_err(path_failed)?;
-        let (ns, k) = (namespace.clone(), key.clone());
-        with_store(&state, move |store| store.kv_get(&ns, &k, unix_now()))
-            .await?
+) -> Result<(HeaderMap, Vec<u8>), ControlError> {
+    let Path((namespace, key)) = path.map_err(|rejection| rejected("invalid path", rejection))?;
+    let record = with_store(&state.store, move |store| {
+        store
+            .kv_get(&namespace, &key, unix_now())?
             .ok_or_else(|| no_key(&namespace, &key))
-    }
-    .await;
-    let record = match found {
-        Ok(record) => record,
-        Err(failure) => return failure.into_response(),
-    };
+    })
+    .await?;
     let mut headers = HeaderMap::new();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
     if let Some(metadata) = &record.metadata
         && let Ok(value) = HeaderValue::from_str(&kv::ascii_json(metadata))
     {
@@ -543,7 +496,8 @@ async fn get_kv_value(
     if let Some(expiration) = record.expiration {
         headers.insert(KV_EXPIRATION_HEADER, HeaderValue::from(expiration));
     }
-    (headers, record.value).into_response()
+    // A byte body is `application/octet-stream`.
+    Ok((headers, record.value))
 }
 
 async fn put_kv_value(
@@ -553,23 +507,15 @@ async fn put_kv_value(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<KvWritten> {
-    let Path((namespace, key)) = path.map_err(path_failed)?;
-    let Query(params) = params.map_err(query_failed)?;
-    let value = match body {
-        Ok(body) => body,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return Err(Failure(ControlError::TooLarge(format!(
-                "KV value exceeds 25 MiB ({MAX_VALUE_BYTES} bytes)"
-            ))));
-        }
-        Err(rejection) => return Err(reading_failed(rejection)),
-    };
+    let Path((namespace, key)) = path.map_err(|rejection| rejected("invalid path", rejection))?;
+    let Query(params) = params.map_err(|rejection| rejected("invalid query", rejection))?;
+    let value = raw_body(body, || {
+        format!("KV value exceeds 25 MiB ({MAX_VALUE_BYTES} bytes)")
+    })?;
     let metadata = match headers.get(KV_METADATA_HEADER) {
         Some(header) => {
             let text = std::str::from_utf8(header.as_bytes()).map_err(|_| {
-                Failure(ControlError::BadRequest(format!(
-                    "{KV_METADATA_HEADER} is not UTF-8"
-                )))
+                ControlError::BadRequest(format!("{KV_METADATA_HEADER} is not UTF-8"))
             })?;
             Some(kv::parse_metadata(text)?)
         }
@@ -586,22 +532,25 @@ async fn put_kv_value(
         expiration,
         metadata,
     };
-    let ns = namespace.clone();
-    with_store(&state, move |store| store.kv_put(&ns, record)).await?;
-    json(KvWritten { namespace, keys: 1 })
+    reply(&state, move |store| {
+        store.kv_put(&namespace, record)?;
+        Ok(KvWritten { namespace, keys: 1 })
+    })
+    .await
 }
 
 async fn delete_kv_value(
     State(state): State<ApiState>,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> ApiResult<KvWritten> {
-    let Path((namespace, key)) = path.map_err(path_failed)?;
-    let (ns, k) = (namespace.clone(), key.clone());
-    let deleted = with_store(&state, move |store| store.kv_delete(&ns, &k, unix_now())).await?;
-    if !deleted {
-        return Err(no_key(&namespace, &key));
-    }
-    json(KvWritten { namespace, keys: 1 })
+    let Path((namespace, key)) = path.map_err(|rejection| rejected("invalid path", rejection))?;
+    reply(&state, move |store| {
+        if !store.kv_delete(&namespace, &key, unix_now())? {
+            return Err(no_key(&namespace, &key));
+        }
+        Ok(KvWritten { namespace, keys: 1 })
+    })
+    .await
 }
 
 async fn import_kv(
@@ -609,20 +558,15 @@ async fn import_kv(
     Path(namespace): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<KvWritten> {
-    let body = match body {
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return Err(Failure(ControlError::TooLarge(format!(
-                "KV bulk imports are limited to {MAX_KV_BULK_BYTES} bytes; split the file"
-            ))));
-        }
-        body => body,
-    };
-    let entries: Vec<KvBulkEntry> = parse_body(body, None)?;
+    let body = raw_body(body, || {
+        format!("KV bulk imports are limited to {MAX_KV_BULK_BYTES} bytes; split the file")
+    })?;
+    let entries: Vec<KvBulkEntry> = parse_body(Ok(body), None)?;
     if entries.len() > MAX_KV_BULK_ENTRIES {
-        return Err(Failure(ControlError::BadRequest(format!(
+        return Err(ControlError::BadRequest(format!(
             "a KV bulk import takes at most {MAX_KV_BULK_ENTRIES} entries, not {}",
             entries.len()
-        ))));
+        )));
     }
     let now = unix_now();
     let records = entries
@@ -633,19 +577,20 @@ async fn import_kv(
             bulk_record(entry, now).map_err(|error| {
                 let context =
                     |message: String| format!("entry #{} (key {key:?}): {message}", index + 1);
-                Failure(match error {
+                match error {
                     ControlError::TooLarge(message) => ControlError::TooLarge(context(message)),
                     ControlError::BadRequest(message) => ControlError::BadRequest(context(message)),
                     other => other,
-                })
+                }
             })
         })
-        .collect::<Result<Vec<_>, Failure>>()?;
-    let ns = namespace.clone();
-    let keys = with_store(&state, move |store| store.kv_import(&ns, &records)).await?;
-    json(KvWritten { namespace, keys })
+        .collect::<Result<Vec<_>, _>>()?;
+    reply(&state, move |store| {
+        let keys = store.kv_import(&namespace, &records)?;
+        Ok(KvWritten { namespace, keys })
+    })
+    .await
 }
-
 /// A bulk entry checked against the limits, its value decoded, its expiration absolute.
 fn bulk_record(entry: KvBulkEntry, now: u64) -> Result<KvRecord, ControlError> {
     kv::check_key(&entry.key)?;
@@ -672,24 +617,26 @@ async fn export_kv(
     State(state): State<ApiState>,
     Path(namespace): Path<String>,
 ) -> ApiResult<Vec<KvBulkEntry>> {
-    let records = with_store(&state, move |store| store.kv_export(&namespace, unix_now())).await?;
-    json(
-        records
-            .into_iter()
-            .map(|record| {
-                let (value, base64) = match String::from_utf8(record.value) {
-                    Ok(text) => (text, false),
-                    Err(error) => (BASE64.encode(error.as_bytes()), true),
-                };
-                KvBulkEntry {
-                    key: record.key,
-                    value,
-                    base64,
-                    expiration: record.expiration,
-                    expiration_ttl: None,
-                    metadata: record.metadata,
-                }
-            })
-            .collect(),
-    )
+    let records = with_store(&state.store, move |store| {
+        store.kv_export(&namespace, unix_now())
+    })
+    .await?;
+    let entries = records
+        .into_iter()
+        .map(|record| {
+            let (value, base64) = match String::from_utf8(record.value) {
+                Ok(text) => (text, false),
+                Err(error) => (BASE64.encode(error.as_bytes()), true),
+            };
+            KvBulkEntry {
+                key: record.key,
+                value,
+                base64,
+                expiration: record.expiration,
+                expiration_ttl: None,
+                metadata: record.metadata,
+            }
+        })
+        .collect();
+    Ok(Json(entries))
 }

@@ -231,8 +231,7 @@ async fn purge_expired_kv(store: Arc<Store>) {
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        let store = store.clone();
-        match run_blocking(move || store.kv_purge_expired(store::unix_now())).await {
+        match with_store(&store, |store| store.kv_purge_expired(store::unix_now())).await {
             Ok(0) => {}
             Ok(purged) => info!(target: LOG_TARGET, purged, "purged expired KV entries"),
             Err(error) => warn!(target: LOG_TARGET, %error, "cannot purge expired KV entries"),
@@ -277,8 +276,7 @@ impl RunningControl {
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.endpoint.wait_idle()).await;
         drop(self.endpoint);
         wait_until_udp_port_is_free(self.quic_addr).await;
-        let store = self.store;
-        if let Err(error) = run_blocking(move || store.all_disconnected()).await {
+        if let Err(error) = with_store(&self.store, Store::all_disconnected).await {
             warn!(target: LOG_TARGET, %error, "cannot record nodes as disconnected");
         }
         info!(target: LOG_TARGET, "control stopped");
@@ -300,12 +298,21 @@ async fn wait_until_udp_port_is_free(addr: SocketAddr) {
 }
 
 /// Runs blocking work (SQLite, files, key generation) off the async threads.
-pub(crate) async fn run_blocking<T: Send + 'static>(
+async fn run_blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ControlError> + Send + 'static,
 ) -> Result<T, ControlError> {
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|error| ControlError::Task(error.to_string()))?
+}
+
+/// Runs a store call on the blocking pool.
+pub(crate) async fn with_store<T: Send + 'static>(
+    store: &Arc<Store>,
+    call: impl FnOnce(&Store) -> Result<T, ControlError> + Send + 'static,
+) -> Result<T, ControlError> {
+    let store = store.clone();
+    run_blocking(move || call(&store)).await
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), ControlError> {

@@ -1,23 +1,23 @@
 //! Which names control accepts for functions, secrets and nodes.
 
+use outpost_proto::names::is_identifier;
+use outpost_proto::names::is_plain_name;
+use outpost_proto::names::shorten;
+
 use crate::error::ControlError;
 
 /// Longest function name (it appears in routes, logs and URLs).
-pub(crate) const MAX_FUNCTION_NAME: usize = 63;
+const MAX_FUNCTION_NAME: usize = 63;
 
 /// Longest secret name.
-pub(crate) const MAX_SECRET_NAME: usize = 128;
+const MAX_SECRET_NAME: usize = 128;
 
 /// Longest node display name.
-pub(crate) const MAX_NODE_NAME: usize = 128;
+const MAX_NODE_NAME: usize = 128;
 
 /// Function names: 1 to 63 of `[A-Za-z0-9_-]`.
 pub(crate) fn check_function_name(name: &str) -> Result<(), ControlError> {
-    let ok = (1..=MAX_FUNCTION_NAME).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if ok {
+    if is_plain_name(name, MAX_FUNCTION_NAME) {
         Ok(())
     } else {
         Err(ControlError::BadRequest(format!(
@@ -29,13 +29,7 @@ pub(crate) fn check_function_name(name: &str) -> Result<(), ControlError> {
 
 /// Secret names: JavaScript identifiers (ASCII), as they appear on `env`.
 pub(crate) fn check_secret_name(name: &str) -> Result<(), ControlError> {
-    let mut bytes = name.bytes();
-    let ok = name.len() <= MAX_SECRET_NAME
-        && bytes
-            .next()
-            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_' || b == b'$')
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$');
-    if ok {
+    if is_identifier(name, MAX_SECRET_NAME) {
         Ok(())
     } else {
         Err(ControlError::BadRequest(format!(
@@ -58,11 +52,6 @@ pub(crate) fn check_node_name(name: &str) -> Result<(), ControlError> {
             shorten(name)
         )))
     }
-}
-
-/// The start of a name too long to echo whole.
-fn shorten(name: &str) -> String {
-    name.chars().take(80).collect()
 }
 
 #[cfg(test)]

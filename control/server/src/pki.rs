@@ -77,33 +77,28 @@ impl Ca {
         ];
         set_validity(&mut params, CA_VALID_DAYS);
         params.serial_number = Some(random_serial());
-        let issuer = params.self_signed(&key)?;
-        let pem = issuer.pem();
-        let der = issuer.der().clone();
-        let sha256 = sha256_hex(&der);
-        Ok(Ca {
-            issuer,
-            key,
-            pem,
-            der,
-            sha256,
-        })
+        let pem = params.self_signed(&key)?.pem();
+        Ca::new(pem, key)
     }
 
     /// Loads the CA from the data directory.
     pub(crate) fn load(dir: &Path) -> Result<Ca, ControlError> {
         let pem = read_text(&dir.join(CA_CERT_FILE))?;
         let key = KeyPair::from_pem(&read_text(&dir.join(CA_KEY_FILE))?)?;
+        Ca::new(pem, key)
+    }
+
+    /// The CA whose certificate is `pem` and whose key is `key`.
+    fn new(pem: String, key: KeyPair) -> Result<Ca, ControlError> {
         let der = CertificateDer::from_pem_slice(pem.as_bytes())
             .map_err(|error| ControlError::Corrupt(format!("{CA_CERT_FILE}: {error}")))?;
         let issuer = CertificateParams::from_ca_cert_pem(&pem)?.self_signed(&key)?;
-        let sha256 = sha256_hex(&der);
         Ok(Ca {
             issuer,
             key,
+            sha256: sha256_hex(&der),
             pem,
             der,
-            sha256,
         })
     }
 
@@ -251,7 +246,7 @@ fn read_text(path: &Path) -> Result<String, ControlError> {
 }
 
 /// Writes a new file (refusing to replace one), private to the owner when `private`.
-pub(crate) fn write_file(path: &Path, contents: &str, private: bool) -> Result<(), ControlError> {
+fn write_file(path: &Path, contents: &str, private: bool) -> Result<(), ControlError> {
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

@@ -24,8 +24,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use outpost_proto::BundleHash;
-use outpost_proto::Snapshot;
 use outpost_proto::kv;
+use outpost_proto::kv::KvLimitError;
 use outpost_proto::kv::MAX_VALUE_BYTES;
 use outpost_proto::wire;
 use outpost_proto::wire::NodeMessage;
@@ -35,7 +35,6 @@ use quinn::RecvStream;
 use quinn::SendStream;
 use quinn::VarInt;
 use rustls_pki_types::CertificateDer;
-use serde::Serialize;
 use tokio::io::AsyncReadExt;
 use tokio::sync::broadcast;
 use tracing::debug;
@@ -46,12 +45,12 @@ use crate::LOG_TARGET;
 use crate::credentials::sha256_hex;
 use crate::error::ControlError;
 use crate::pki::Ca;
-use crate::run_blocking;
 use crate::store::KvInvalidation;
 use crate::store::KvRecord;
 use crate::store::NodeRecord;
 use crate::store::Store;
 use crate::store::unix_now;
+use crate::with_store;
 
 /// Largest message a connection without a certificate may send (a join request).
 const MAX_ANONYMOUS_FRAME: usize = 64 * 1024;
@@ -80,32 +79,18 @@ pub(crate) struct PushService {
     next_connection: AtomicU64,
 }
 
-/// Control → node on the sync stream, serialized like [`wire::ControlMessage`] without
-/// cloning the snapshot for every node.
-#[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum Outgoing<'a> {
-    Snapshot {
-        snapshot: &'a Snapshot,
-    },
-    KvInvalidate {
-        namespace: &'a str,
-        keys: &'a [String],
-    },
-}
-
 /// One node connection, as its streams share it.
 struct NodeSession {
     node: NodeRecord,
     connection: quinn::Connection,
     /// Invalidations since the connection was accepted, for its first sync stream.
-    invalidations: Mutex<Option<broadcast::Receiver<Arc<KvInvalidation>>>>,
+    invalidations: Mutex<Option<broadcast::Receiver<KvInvalidation>>>,
 }
 
 impl NodeSession {
     /// The receiver made when the connection was accepted, or (for a later sync stream
     /// on the same connection) a fresh one.
-    fn take_invalidations(&self, store: &Store) -> broadcast::Receiver<Arc<KvInvalidation>> {
+    fn take_invalidations(&self, store: &Store) -> broadcast::Receiver<KvInvalidation> {
         self.invalidations
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -122,14 +107,6 @@ impl PushService {
             connections: Mutex::new(HashMap::new()),
             next_connection: AtomicU64::new(1),
         }
-    }
-
-    async fn store<T: Send + 'static>(
-        &self,
-        call: impl FnOnce(&Store) -> Result<T, ControlError> + Send + 'static,
-    ) -> Result<T, ControlError> {
-        let store = self.store.clone();
-        run_blocking(move || call(&store)).await
     }
 }
 
@@ -159,9 +136,10 @@ async fn serve_connection(connection: quinn::Connection, service: Arc<PushServic
         serve_joining(connection, service).await;
         return;
     };
-    match service
-        .store(move |store| store.node_by_cert(&fingerprint))
-        .await
+    match with_store(&service.store, move |store| {
+        store.node_by_cert(&fingerprint)
+    })
+    .await
     {
         Ok(Some(node)) => serve_node(connection, node, service).await,
         Ok(None) => {
@@ -202,59 +180,17 @@ async fn serve_joining(connection: quinn::Connection, service: Arc<PushService>)
             return;
         }
     };
-    let message = read_frame(&mut recv, MAX_ANONYMOUS_FRAME).await;
-    let (response, joined) = match message {
-        Ok(Some(value)) if message_type(&value) == Some("join") => {
-            match serde_json::from_value::<Request>(value) {
-                Ok(Request::Join {
-                    token,
-                    name,
-                    csr_pem,
-                }) => match join(&service, &token, &name, csr_pem, remote).await {
-                    Ok(response) => (response, true),
-                    Err(error) => {
-                        warn!(target: LOG_TARGET, %remote, %error, "refused join");
-                        (error_response(&error), false)
-                    }
-                },
-                Ok(_) | Err(_) => {
-                    warn!(target: LOG_TARGET, %remote, "refused malformed join request");
-                    (
-                        Response::Error {
-                            message: "malformed join request".into(),
-                        },
-                        false,
-                    )
-                }
-            }
-        }
-        Ok(Some(value)) => {
-            let kind = message_type(&value).unwrap_or("?").to_owned();
-            warn!(
-                target: LOG_TARGET,
-                %remote,
-                kind = %kind,
-                "refused a connection without a node certificate: only a join request is allowed"
-            );
-            (
-                Response::Error {
-                    message:
-                        "this connection has no node certificate: only a join request is allowed"
-                            .into(),
-                },
-                false,
-            )
-        }
+    let outcome = match read_frame(&mut recv, MAX_ANONYMOUS_FRAME).await {
+        Ok(Some(request)) => answer_join(request, &service, remote).await,
         Ok(None) => return,
         Err(error) => {
             warn!(target: LOG_TARGET, %remote, %error, "unreadable request on a connection without a certificate");
-            (
-                Response::Error {
-                    message: format!("unreadable request: {error}"),
-                },
-                false,
-            )
+            Err(refusal(format!("unreadable request: {error}")))
         }
+    };
+    let (response, joined) = match outcome {
+        Ok(joined) => (joined, true),
+        Err(refused) => (refused, false),
     };
     let _ = answer(&mut send, &response).await;
     if joined {
@@ -269,8 +205,44 @@ async fn serve_joining(connection: quinn::Connection, service: Arc<PushService>)
     }
 }
 
+/// The answer to the one request a connection without a certificate may make; `Err`
+/// is a refusal.
+async fn answer_join(
+    request: serde_json::Value,
+    service: &PushService,
+    remote: SocketAddr,
+) -> Result<Response, Response> {
+    if message_type(&request) != Some("join") {
+        let kind = message_type(&request).unwrap_or("?");
+        warn!(
+            target: LOG_TARGET,
+            %remote,
+            kind,
+            "refused a connection without a node certificate: only a join request is allowed"
+        );
+        return Err(refusal(
+            "this connection has no node certificate: only a join request is allowed",
+        ));
+    }
+    let Ok(Request::Join {
+        token,
+        name,
+        csr_pem,
+    }) = serde_json::from_value(request)
+    else {
+        warn!(target: LOG_TARGET, %remote, "refused malformed join request");
+        return Err(refusal("malformed join request"));
+    };
+    join(service, &token, &name, csr_pem, remote)
+        .await
+        .map_err(|error| {
+            warn!(target: LOG_TARGET, %remote, %error, "refused join");
+            error_response(&error)
+        })
+}
+
 async fn join(
-    service: &Arc<PushService>,
+    service: &PushService,
     token: &str,
     name: &str,
     csr_pem: String,
@@ -285,13 +257,12 @@ async fn join(
     }
     let ca = service.ca.clone();
     let display_name = name.to_owned();
-    let (id, cert) = service
-        .store(move |store| {
-            store.join(&parts.secret, &display_name, |id| {
-                ca.issue_node_cert(id, &csr_pem)
-            })
+    let (id, cert) = with_store(&service.store, move |store| {
+        store.join(&parts.secret, &display_name, |id| {
+            ca.issue_node_cert(id, &csr_pem)
         })
-        .await?;
+    })
+    .await?;
     info!(target: LOG_TARGET, node = %id, %name, %remote, "node joined");
     Ok(Response::Joined {
         node_id: id,
@@ -318,9 +289,10 @@ async fn serve_node(connection: quinn::Connection, node: NodeRecord, service: Ar
     });
     let id = node.id.clone();
     let address = remote.to_string();
-    if let Err(error) = service
-        .store(move |store| store.node_connected(&id, &address))
-        .await
+    if let Err(error) = with_store(&service.store, move |store| {
+        store.node_connected(&id, &address)
+    })
+    .await
     {
         warn!(target: LOG_TARGET, node = %node.id, %error, "cannot record the connection");
     }
@@ -349,9 +321,8 @@ async fn serve_node(connection: quinn::Connection, node: NodeRecord, service: Ar
     };
     if latest {
         let id = node.id.clone();
-        if let Err(error) = service
-            .store(move |store| store.node_disconnected(&id))
-            .await
+        if let Err(error) =
+            with_store(&service.store, move |store| store.node_disconnected(&id)).await
         {
             warn!(target: LOG_TARGET, node = %node.id, %error, "cannot record the disconnection");
         }
@@ -366,94 +337,54 @@ async fn serve_stream(
     session: Arc<NodeSession>,
     service: Arc<PushService>,
 ) {
-    let node = session.node.clone();
+    let node = &session.node;
     let first = match read_frame(&mut recv, MAX_NODE_FRAME).await {
         Ok(Some(value)) => value,
         Ok(None) => return,
         Err(error) => {
             warn!(target: LOG_TARGET, node = %node.id, %error, "unreadable message");
-            let _ = answer(
-                &mut send,
-                &Response::Error {
-                    message: format!("unreadable message: {error}"),
-                },
-            )
-            .await;
+            let _ = answer(&mut send, &refusal(format!("unreadable message: {error}"))).await;
             return;
         }
     };
-    match message_type(&first) {
-        Some("hello") => match serde_json::from_value::<NodeMessage>(first) {
+    let refused = match message_type(&first) {
+        Some("hello") => match serde_json::from_value(first) {
             Ok(NodeMessage::Hello { name, applied }) => {
-                sync(send, recv, &session, name, applied, service).await;
+                return sync(send, recv, &session, name, applied, service).await;
             }
-            _ => {
-                let _ = answer(
-                    &mut send,
-                    &Response::Error {
-                        message: "malformed hello".into(),
-                    },
-                )
-                .await;
-            }
+            _ => refusal("malformed hello"),
         },
-        Some("bundle") => match serde_json::from_value::<Request>(first) {
+        Some("bundle") => match serde_json::from_value(first) {
             Ok(Request::Bundle { hash }) => {
                 if let Err(error) = send_bundle(&mut send, &hash, &service).await {
                     debug!(target: LOG_TARGET, node = %node.id, %hash, %error, "bundle download failed");
                 }
+                return;
             }
-            _ => {
-                let _ = answer(
-                    &mut send,
-                    &Response::Error {
-                        message: "malformed bundle request".into(),
-                    },
-                )
-                .await;
-            }
+            _ => refusal("malformed bundle request"),
         },
         Some("kv_get" | "kv_put" | "kv_delete" | "kv_list") => {
-            match serde_json::from_value::<Request>(first) {
-                Ok(request) => serve_kv(&mut send, &mut recv, request, &node, &service).await,
-                Err(error) => {
-                    let _ = answer(
-                        &mut send,
-                        &Response::Error {
-                            message: format!("malformed KV request: {error}"),
-                        },
-                    )
-                    .await;
+            match serde_json::from_value(first) {
+                Ok(request) => {
+                    return serve_kv(&mut send, &mut recv, request, node, &service).await;
                 }
+                Err(error) => refusal(format!("malformed KV request: {error}")),
             }
         }
-        Some("join") => {
-            let _ = answer(
-                &mut send,
-                &Response::Error {
-                    message: "this node has joined already".into(),
-                },
-            )
-            .await;
-        }
+        Some("join") => refusal("this node has joined already"),
         other => {
-            let kind = other.unwrap_or("?").to_owned();
-            warn!(target: LOG_TARGET, node = %node.id, kind = %kind, "unexpected first message on a stream");
-            let _ = answer(
-                &mut send,
-                &Response::Error {
-                    message: format!("unexpected message {kind:?}"),
-                },
-            )
-            .await;
+            let kind = other.unwrap_or("?");
+            warn!(target: LOG_TARGET, node = %node.id, kind, "unexpected first message on a stream");
+            refusal(format!("unexpected message {kind:?}"))
         }
-    }
+    };
+    let _ = answer(&mut send, &refused).await;
 }
 
 /// What the sync stream waits for.
 enum SyncEvent {
     Snapshot,
-    Invalidate(Arc<KvInvalidation>),
+    Invalidate(KvInvalidation),
     Lagged(u64),
     Stop,
 }
@@ -469,12 +400,10 @@ async fn sync(
     applied: Option<u64>,
     service: Arc<PushService>,
 ) {
-    let node = session.node.clone();
+    let node = &session.node;
     let mut invalidations = session.take_invalidations(&service.store);
     let id = node.id.clone();
-    if let Err(error) = service
-        .store(move |store| store.node_hello(&id, &name))
-        .await
+    if let Err(error) = with_store(&service.store, move |store| store.node_hello(&id, &name)).await
     {
         warn!(target: LOG_TARGET, node = %node.id, %error, "cannot record the hello");
     }
@@ -483,23 +412,15 @@ async fn sync(
     let mut reader = tokio::spawn(read_replies(recv, node.clone(), service.clone()));
     let mut sent = applied;
     loop {
-        let snapshot = snapshots.borrow_and_update().clone();
-        if sent != Some(snapshot.version) {
-            let bytes = match serde_json::to_vec(&Outgoing::Snapshot {
-                snapshot: &snapshot,
-            }) {
-                Ok(bytes) => bytes,
-                Err(error) => {
-                    warn!(target: LOG_TARGET, %error, "cannot serialize the snapshot");
-                    break;
-                }
-            };
-            if let Err(error) = wire::write_bytes(&mut send, &bytes).await {
+        let published = snapshots.borrow_and_update().clone();
+        let version = published.snapshot.version;
+        if sent != Some(version) {
+            if let Err(error) = wire::write_bytes(&mut send, &published.message).await {
                 debug!(target: LOG_TARGET, node = %node.id, %error, "sync stream closed while pushing");
                 break;
             }
-            debug!(target: LOG_TARGET, node = %node.id, version = snapshot.version, "pushed snapshot");
-            sent = Some(snapshot.version);
+            debug!(target: LOG_TARGET, node = %node.id, version, "pushed snapshot");
+            sent = Some(version);
         }
         let event = tokio::select! {
             biased;
@@ -516,12 +437,8 @@ async fn sync(
         };
         match event {
             SyncEvent::Snapshot => {}
-            SyncEvent::Invalidate(invalidation) => {
-                let message = Outgoing::KvInvalidate {
-                    namespace: &invalidation.namespace,
-                    keys: &invalidation.keys,
-                };
-                if let Err(error) = wire::write_message(&mut send, &message).await {
+            SyncEvent::Invalidate(message) => {
+                if let Err(error) = wire::write_bytes(&mut send, &message).await {
                     debug!(target: LOG_TARGET, node = %node.id, %error, "sync stream closed while invalidating");
                     break;
                 }
@@ -579,9 +496,10 @@ async fn kv_request(
     let now = unix_now();
     match request {
         Request::KvGet { namespace, key } => {
-            let found = service
-                .store(move |store| store.kv_get(&namespace, &key, now))
-                .await?;
+            let found = with_store(&service.store, move |store| {
+                store.kv_get(&namespace, &key, now)
+            })
+            .await?;
             Ok(match found {
                 Some(record) => (
                     Response::KvEntry {
@@ -608,28 +526,11 @@ async fn kv_request(
             metadata,
         } => {
             // Refuse what the limits refuse before taking the value.
-            let checked = kv::check_key(&key)
-                .and_then(|()| metadata.as_ref().map(kv::check_metadata).transpose())
-                .and_then(|_| {
-                    expiration
-                        .map(|at| {
-                            kv::check_expiration(at, now.saturating_sub(KV_CLOCK_SKEW)).map_err(
-                                |error| match error {
-                                    // Name control's clock, not the tolerance.
-                                    kv::KvLimitError::ExpirationPassed { expiration, .. } => {
-                                        kv::KvLimitError::ExpirationPassed { expiration, now }
-                                    }
-                                    other => other,
-                                },
-                            )
-                        })
-                        .transpose()
-                });
-            if let Err(error) = checked {
+            if let Err(error) = check_put(&key, metadata.as_ref(), expiration, now) {
                 let _ = recv.stop(VarInt::from_u32(0));
                 return Err(error.into());
             }
-            let value = match read_value(recv).await {
+            let value = match wire::read_bytes_within(recv, MAX_VALUE_BYTES).await {
                 Ok(Some(value)) => value,
                 Ok(None) => {
                     return Err(ControlError::BadRequest(
@@ -638,7 +539,7 @@ async fn kv_request(
                 }
                 Err(wire::WireError::TooLarge(size)) => {
                     let _ = recv.stop(VarInt::from_u32(0));
-                    return Err(kv::KvLimitError::ValueTooLarge(size).into());
+                    return Err(KvLimitError::ValueTooLarge(size).into());
                 }
                 Err(error) => {
                     return Err(ControlError::BadRequest(format!(
@@ -652,15 +553,17 @@ async fn kv_request(
                 expiration,
                 metadata,
             };
-            service
-                .store(move |store| store.kv_put(&namespace, record))
-                .await?;
+            with_store(&service.store, move |store| {
+                store.kv_put(&namespace, record)
+            })
+            .await?;
             Ok((Response::KvDone, None))
         }
         Request::KvDelete { namespace, key } => {
-            service
-                .store(move |store| store.kv_delete(&namespace, &key, now))
-                .await?;
+            with_store(&service.store, move |store| {
+                store.kv_delete(&namespace, &key, now)
+            })
+            .await?;
             Ok((Response::KvDone, None))
         }
         Request::KvList {
@@ -670,17 +573,16 @@ async fn kv_request(
             cursor,
         } => {
             let limit = kv::list_limit(limit.map(u64::from))?;
-            let listed = service
-                .store(move |store| {
-                    store.kv_list(
-                        &namespace,
-                        prefix.as_deref().unwrap_or(""),
-                        limit,
-                        cursor.as_deref().filter(|cursor| !cursor.is_empty()),
-                        now,
-                    )
-                })
-                .await?;
+            let listed = with_store(&service.store, move |store| {
+                store.kv_list(
+                    &namespace,
+                    prefix.as_deref().unwrap_or(""),
+                    limit,
+                    cursor.as_deref().filter(|cursor| !cursor.is_empty()),
+                    now,
+                )
+            })
+            .await?;
             Ok((
                 Response::KvKeys {
                     keys: listed.keys,
@@ -696,10 +598,30 @@ async fn kv_request(
     }
 }
 
-/// Reads the raw value frame of a KV put (at most [`MAX_VALUE_BYTES`]); `None` when the
-/// stream ended before it.
-async fn read_value(recv: &mut RecvStream) -> Result<Option<Vec<u8>>, wire::WireError> {
-    wire::read_bytes_within(recv, MAX_VALUE_BYTES).await
+/// Checks a node's put before its value is read: key, metadata, and an expiration at
+/// most [`KV_CLOCK_SKEW`] in the past (a refusal names control's clock, not the
+/// tolerance).
+fn check_put(
+    key: &str,
+    metadata: Option<&serde_json::Value>,
+    expiration: Option<u64>,
+    now: u64,
+) -> Result<(), KvLimitError> {
+    kv::check_key(key)?;
+    if let Some(metadata) = metadata {
+        kv::check_metadata(metadata)?;
+    }
+    if let Some(expiration) = expiration {
+        kv::check_expiration(expiration, now.saturating_sub(KV_CLOCK_SKEW)).map_err(|error| {
+            match error {
+                KvLimitError::ExpirationPassed { expiration, .. } => {
+                    KvLimitError::ExpirationPassed { expiration, now }
+                }
+                other => other,
+            }
+        })?;
+    }
+    Ok(())
 }
 
 /// Sends one response and, when given, one raw frame; finishes the stream and waits
@@ -733,15 +655,14 @@ async fn read_replies(mut recv: RecvStream, node: NodeRecord, service: Arc<PushS
         let recorded = match message {
             Ok(NodeMessage::Ack { version }) => {
                 info!(target: LOG_TARGET, node = %node.id, version, "node applied snapshot");
-                service
-                    .store(move |store| store.node_acked(&id, version))
-                    .await
+                with_store(&service.store, move |store| store.node_acked(&id, version)).await
             }
             Ok(NodeMessage::Nack { version, error }) => {
                 warn!(target: LOG_TARGET, node = %node.id, version, reason = %error, "node refused snapshot");
-                service
-                    .store(move |store| store.node_nacked(&id, version, &error))
-                    .await
+                with_store(&service.store, move |store| {
+                    store.node_nacked(&id, version, &error)
+                })
+                .await
             }
             Ok(NodeMessage::Hello { .. }) | Err(_) => {
                 warn!(target: LOG_TARGET, node = %node.id, "unexpected message on the sync stream");
@@ -764,23 +685,12 @@ async fn send_bundle(
     let mut file = match tokio::fs::File::open(&path).await {
         Ok(file) => file,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            return answer(
-                send,
-                &Response::Error {
-                    message: format!("unknown bundle {hash}"),
-                },
-            )
-            .await;
+            return answer(send, &refusal(format!("unknown bundle {hash}"))).await;
         }
         Err(error) => {
             warn!(target: LOG_TARGET, path = %path.display(), %error, "cannot read a bundle");
-            return answer(
-                send,
-                &Response::Error {
-                    message: format!("bundle {hash} is unreadable on control"),
-                },
-            )
-            .await;
+            let message = format!("bundle {hash} is unreadable on control");
+            return answer(send, &refusal(message)).await;
         }
     };
     let size = file.metadata().await?.len();
@@ -790,9 +700,7 @@ async fn send_bundle(
     else {
         return answer(
             send,
-            &Response::Error {
-                message: format!("bundle {hash} is too large to send"),
-            },
+            &refusal(format!("bundle {hash} is too large to send")),
         )
         .await;
     };
@@ -813,19 +721,23 @@ async fn send_bundle(
 
 /// Sends one response and finishes the stream, waiting (briefly) until the peer has it.
 async fn answer(send: &mut SendStream, response: &Response) -> Result<(), wire::WireError> {
-    wire::write_message(send, response).await?;
-    let _ = send.finish();
-    let _ = tokio::time::timeout(LINGER, send.stopped()).await;
-    Ok(())
+    answer_with_value(send, response, None).await
 }
 
+/// A refusal with its reason.
+fn refusal(message: impl Into<String>) -> Response {
+    Response::Error {
+        message: message.into(),
+    }
+}
+
+/// The refusal for a failed request: the error itself when it is the node's doing.
 fn error_response(error: &ControlError) -> Response {
-    let message = if error.is_client_error() {
-        error.to_string()
+    if error.is_client_error() {
+        refusal(error.to_string())
     } else {
-        "control failed to complete the request; try again".to_owned()
-    };
-    Response::Error { message }
+        refusal("control failed to complete the request; try again")
+    }
 }
 
 fn message_type(value: &serde_json::Value) -> Option<&str> {

@@ -82,10 +82,11 @@ pub(crate) fn sole(version: u64) -> LiveVersion {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn live(pairs: &[(u64, u8)]) -> Vec<LiveVersion> {
+    /// A live set from `(version, percent)` pairs.
+    pub(crate) fn live(pairs: &[(u64, u8)]) -> Vec<LiveVersion> {
         pairs
             .iter()
             .map(|&(version, percent)| LiveVersion { version, percent })

@@ -43,6 +43,7 @@ use outpost_proto::api::RouteInfo;
 use outpost_proto::api::SecretInfo;
 use outpost_proto::api::Status;
 use outpost_proto::api::VersionInfo;
+use outpost_proto::wire::ControlMessage;
 use outpost_routing::RouteRule;
 use outpost_routing::RouteTable;
 use rusqlite::Connection;
@@ -73,10 +74,10 @@ pub(crate) use crate::store::kv::unix_now;
 pub(crate) const DB_FILE: &str = "control.db";
 
 /// The directory (in the data directory) holding bundle archives by hash.
-pub(crate) const BUNDLES_DIR: &str = "bundles";
+const BUNDLES_DIR: &str = "bundles";
 
 /// Largest secret value accepted, in bytes.
-pub(crate) const MAX_SECRET_BYTES: usize = 64 * 1024;
+const MAX_SECRET_BYTES: usize = 64 * 1024;
 
 /// Longest NACK reason kept, in bytes.
 const MAX_NACK_BYTES: usize = 8 * 1024;
@@ -189,8 +190,30 @@ pub(crate) struct NodeRecord {
 pub(crate) struct Store {
     conn: Mutex<Connection>,
     bundles: PathBuf,
-    published: watch::Sender<Arc<Snapshot>>,
-    invalidations: broadcast::Sender<Arc<KvInvalidation>>,
+    published: watch::Sender<PublishedSnapshot>,
+    invalidations: broadcast::Sender<KvInvalidation>,
+}
+
+/// A published snapshot and the sync-stream message that carries it, serialized once
+/// for every node.
+#[derive(Debug, Clone)]
+pub(crate) struct PublishedSnapshot {
+    /// The snapshot.
+    pub(crate) snapshot: Arc<Snapshot>,
+    /// [`ControlMessage::Snapshot`] with it, as JSON.
+    pub(crate) message: Arc<[u8]>,
+}
+
+impl PublishedSnapshot {
+    fn new(snapshot: Snapshot) -> Result<PublishedSnapshot, ControlError> {
+        let message = to_json(&ControlMessage::Snapshot {
+            snapshot: snapshot.clone(),
+        })?;
+        Ok(PublishedSnapshot {
+            snapshot: Arc::new(snapshot),
+            message: message.into_bytes().into(),
+        })
+    }
 }
 
 /// Creates the database of a new data directory with the admin token's hash.
@@ -306,7 +329,7 @@ impl Store {
             None => Snapshot::default(),
         };
         conn.execute("UPDATE nodes SET connected = 0", [])?;
-        let (published, _) = watch::channel(Arc::new(snapshot));
+        let (published, _) = watch::channel(PublishedSnapshot::new(snapshot)?);
         let (invalidations, _) = broadcast::channel(kv::INVALIDATION_BACKLOG);
         Ok(Store {
             conn: Mutex::new(conn),
@@ -317,13 +340,13 @@ impl Store {
     }
 
     /// The published snapshot, now and as it changes.
-    pub(crate) fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
+    pub(crate) fn subscribe(&self) -> watch::Receiver<PublishedSnapshot> {
         self.published.subscribe()
     }
 
     /// The published snapshot.
     pub(crate) fn current(&self) -> Arc<Snapshot> {
-        self.published.borrow().clone()
+        self.published.borrow().snapshot.clone()
     }
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
@@ -397,8 +420,9 @@ impl Store {
             "UPDATE settings SET value = ?1 WHERE key = ?2",
             (version.to_string(), PUBLISHED_VERSION),
         )?;
+        let published = PublishedSnapshot::new(next)?;
         tx.commit()?;
-        self.published.send_replace(Arc::new(next));
+        self.published.send_replace(published);
         drop(conn);
         info!(target: LOG_TARGET, version, change = what, "published snapshot");
         Ok((applied, version))
@@ -413,13 +437,6 @@ impl Store {
         request: NewVersion,
     ) -> Result<Published, ControlError> {
         check_function_name(name)?;
-        if let Some(percent) = request.percent
-            && !(1..=100).contains(&percent)
-        {
-            return Err(ControlError::BadRequest(format!(
-                "percent must be between 1 and 100, not {percent}"
-            )));
-        }
         if let Some(routes) = &request.routes {
             check_own_routes(name, routes)?;
         }
@@ -435,12 +452,7 @@ impl Store {
             let current = read_live(tx, name)?;
             let bundle = match &request.bundle {
                 Some(hash) => {
-                    let stored = tx
-                        .query_row("SELECT 1 FROM bundles WHERE hash = ?1", [hash.as_str()], |_| {
-                            Ok(())
-                        })
-                        .optional()?;
-                    if stored.is_none() {
+                    if !bundle_recorded(tx, hash)? {
                         return Err(ControlError::NotFound(format!(
                             "bundle {hash} has not been uploaded (PUT /v1/bundles/{hash})"
                         )));
@@ -756,15 +768,7 @@ impl Store {
 
     /// Whether a bundle is stored.
     pub(crate) fn has_bundle(&self, hash: &BundleHash) -> Result<bool, ControlError> {
-        let stored = self
-            .lock()
-            .query_row(
-                "SELECT 1 FROM bundles WHERE hash = ?1",
-                [hash.as_str()],
-                |_| Ok(()),
-            )
-            .optional()?;
-        Ok(stored.is_some() && self.bundle_path(hash).is_file())
+        Ok(bundle_recorded(&self.lock(), hash)? && self.bundle_path(hash).is_file())
     }
 
     /// Stores already verified archive bytes under their hash (idempotent).
@@ -953,6 +957,18 @@ fn ensure_function(conn: &Connection, name: &str) -> Result<(), ControlError> {
         Some(()) => Ok(()),
         None => Err(ControlError::NotFound(format!("no function {name:?}"))),
     }
+}
+
+/// Whether the bundles table lists `hash`.
+fn bundle_recorded(conn: &Connection, hash: &BundleHash) -> Result<bool, ControlError> {
+    let found = conn
+        .query_row(
+            "SELECT 1 FROM bundles WHERE hash = ?1",
+            [hash.as_str()],
+            |_| Ok(()),
+        )
+        .optional()?;
+    Ok(found.is_some())
 }
 
 fn function_names(conn: &Connection) -> Result<Vec<String>, ControlError> {
@@ -1249,6 +1265,7 @@ fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), ControlE
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::release::tests::live;
     use outpost_proto::BundleArchive;
 
     /// A data directory with a database, removed on drop.
@@ -1290,13 +1307,6 @@ mod tests {
             percent,
             ..NewVersion::default()
         }
-    }
-
-    fn live(pairs: &[(u64, u8)]) -> Vec<LiveVersion> {
-        pairs
-            .iter()
-            .map(|&(version, percent)| LiveVersion { version, percent })
-            .collect()
     }
 
     #[test]

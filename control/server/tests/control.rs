@@ -37,6 +37,7 @@ use outpost_proto::wire::Request;
 use outpost_proto::wire::Response;
 use reqwest::Method;
 use reqwest::StatusCode;
+use serde::Serialize;
 use serde_json::Value;
 use serde_json::json;
 
@@ -103,22 +104,44 @@ impl Admin {
         }
     }
 
+    /// A request with extra headers: status, response headers, body bytes.
+    async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Option<Vec<u8>>,
+    ) -> anyhow::Result<(StatusCode, reqwest::header::HeaderMap, Vec<u8>)> {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        Ok((status, headers, response.bytes().await?.to_vec()))
+    }
+
+    /// A request's status and body text.
     async fn send(
         &self,
         method: Method,
         path: &str,
         body: Option<Vec<u8>>,
     ) -> anyhow::Result<(StatusCode, String)> {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request.body(body);
-        }
-        let response = request.send().await?;
-        let status = response.status();
-        Ok((status, response.text().await?))
+        let (status, _, body) = self.raw(method, path, &[], body).await?;
+        Ok((status, String::from_utf8(body)?))
+    }
+
+    /// The status of a request without a body.
+    async fn code(&self, method: Method, path: &str) -> anyhow::Result<StatusCode> {
+        Ok(self.raw(method, path, &[], None).await?.0)
     }
 
     async fn call(
@@ -152,6 +175,20 @@ impl Admin {
         Ok(serde_json::from_value(value)?)
     }
 
+    /// A `GET` that must answer 200; its body parsed as `T`.
+    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        self.ok(Method::GET, path, None).await
+    }
+
+    /// A `POST` that must answer 200; its body parsed as `T`.
+    async fn post<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<T> {
+        self.ok(Method::POST, path, body).await
+    }
+
     /// A call that must fail with `expected`; returns the `ApiError` message.
     async fn fails(
         &self,
@@ -171,27 +208,71 @@ impl Admin {
             .context("error body without `error`")
     }
 
+    async fn status(&self) -> anyhow::Result<Status> {
+        self.get("/v1/status").await
+    }
+
+    /// `PUT /v1/bundles/{hash}`: status and body text.
+    async fn put_bundle(
+        &self,
+        hash: impl std::fmt::Display,
+        bytes: &[u8],
+    ) -> anyhow::Result<(StatusCode, String)> {
+        let path = format!("/v1/bundles/{hash}");
+        self.send(Method::PUT, &path, Some(bytes.to_vec())).await
+    }
+
     async fn upload(&self, source: &str) -> anyhow::Result<(BundleHash, Vec<u8>)> {
         let bytes = archive(source);
         let hash = BundleHash::of(&bytes);
-        let (status, text) = self
-            .send(
-                Method::PUT,
-                &format!("/v1/bundles/{hash}"),
-                Some(bytes.clone()),
-            )
-            .await?;
+        let (status, text) = self.put_bundle(&hash, &bytes).await?;
         ensure!(status == StatusCode::OK, "upload: {status} {text}");
         Ok((hash, bytes))
     }
 
     async fn deploy(&self, function: &str, body: Value) -> anyhow::Result<Published> {
-        self.ok(
-            Method::POST,
-            &format!("/v1/functions/{function}/versions"),
-            Some(body),
-        )
-        .await
+        let path = format!("/v1/functions/{function}/versions");
+        self.post(&path, Some(body)).await
+    }
+
+    /// A deploy that must fail with `expected`; returns the `ApiError` message.
+    async fn deploy_fails(
+        &self,
+        function: &str,
+        body: Value,
+        expected: StatusCode,
+    ) -> anyhow::Result<String> {
+        let path = format!("/v1/functions/{function}/versions");
+        self.fails(Method::POST, &path, Some(body), expected).await
+    }
+
+    async fn create_namespace(&self, name: &str) -> anyhow::Result<KvNamespaceChanged> {
+        let body = json!({ "name": name });
+        self.post("/v1/kv/namespaces", Some(body)).await
+    }
+
+    /// `PUT` a KV value: the status and the `ApiError` message (or the body).
+    async fn put_value(
+        &self,
+        path: &str,
+        headers: &[(&str, String)],
+        value: &[u8],
+    ) -> anyhow::Result<(StatusCode, String)> {
+        let (status, _, body) = self
+            .raw(Method::PUT, path, headers, Some(value.to_vec()))
+            .await?;
+        let error = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|value| value["error"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+        Ok((status, error))
+    }
+
+    /// `PUT` a KV value that must be stored.
+    async fn put_value_ok(&self, path: &str, value: &[u8]) -> anyhow::Result<()> {
+        let (status, error) = self.put_value(path, &[], value).await?;
+        ensure!(status == StatusCode::OK, "PUT {path}: {status} {error}");
+        Ok(())
     }
 }
 
@@ -223,37 +304,30 @@ struct Identity {
     ca_pem: String,
 }
 
+/// A connection without a certificate, trusting the CA the join token pins.
+async fn connect_anonymously(addr: SocketAddr, token: &str) -> anyhow::Result<quinn::Connection> {
+    let parts = tls::parse_join_token(token)?;
+    let config = tls::join_client_config(&parts.ca_sha256)?;
+    Ok(client_endpoint()?
+        .connect_with(config, addr, CONTROL_SERVER_NAME)?
+        .await?)
+}
+
 /// Sends a join request on a connection without a certificate; returns the answer and
 /// the key the CSR was made for.
 async fn join(addr: SocketAddr, token: &str, name: &str) -> anyhow::Result<(Response, String)> {
-    let parts = tls::parse_join_token(token)?;
-    let endpoint = client_endpoint()?;
-    let connection = endpoint
-        .connect_with(
-            tls::join_client_config(&parts.ca_sha256)?,
-            addr,
-            CONTROL_SERVER_NAME,
-        )?
-        .await?;
+    let connection = connect_anonymously(addr, token).await?;
     let key = tls::new_node_key(name)?;
-    let (mut send, mut recv) = connection.open_bi().await?;
-    wire::write_message(
-        &mut send,
-        &Request::Join {
-            token: token.to_owned(),
-            name: name.to_owned(),
-            csr_pem: key.csr_pem.clone(),
-        },
-    )
-    .await?;
-    send.finish()?;
-    let response: Response = wire::read_message(&mut recv)
-        .await?
-        .context("no answer to the join request")?;
+    let join = Request::Join {
+        token: token.to_owned(),
+        name: name.to_owned(),
+        csr_pem: key.csr_pem.clone(),
+    };
+    let (response, _) = ask(&connection, &join, None).await?;
     connection.close(0u32.into(), b"done");
     if let Response::Joined { ca_pem, .. } = &response {
         ensure!(
-            tls::ca_sha256(ca_pem)? == parts.ca_sha256,
+            tls::ca_sha256(ca_pem)? == tls::parse_join_token(token)?.ca_sha256,
             "CA differs from the pin"
         );
     }
@@ -286,6 +360,59 @@ async fn connect(addr: SocketAddr, identity: &Identity) -> anyhow::Result<quinn:
         .await?)
 }
 
+/// A node that joins with `token`, connects with its certificate and opens its sync
+/// stream.
+async fn join_and_sync(
+    addr: SocketAddr,
+    token: &str,
+    name: &str,
+) -> anyhow::Result<(Identity, quinn::Connection, Sync)> {
+    let identity = join_ok(addr, token, name).await?;
+    let connection = connect(addr, &identity).await?;
+    let sync = Sync::open(&connection, None).await?;
+    Ok((identity, connection, sync))
+}
+
+/// Sends one message (and, when given, one raw frame) on its own stream; returns the
+/// answer and the raw frame that follows a bundle or a found KV entry.
+async fn ask(
+    connection: &quinn::Connection,
+    message: &impl Serialize,
+    value: Option<&[u8]>,
+) -> anyhow::Result<(Response, Option<Vec<u8>>)> {
+    let (mut send, mut recv) = connection.open_bi().await?;
+    wire::write_message(&mut send, message).await?;
+    if let Some(value) = value {
+        wire::write_bytes(&mut send, value).await?;
+    }
+    let _ = send.finish();
+    let response: Response = wire::read_message(&mut recv)
+        .await?
+        .context("no answer to the request")?;
+    let value = match response {
+        Response::Bundle | Response::KvEntry { found: true, .. } => {
+            wire::read_bytes(&mut recv).await?
+        }
+        _ => None,
+    };
+    Ok((response, value))
+}
+
+/// Waits (at most `within`) until control closes `connection`, and checks it used `code`.
+async fn closed_with(
+    connection: &quinn::Connection,
+    within: Duration,
+    code: u32,
+) -> anyhow::Result<()> {
+    let closed = tokio::time::timeout(within, connection.closed()).await?;
+    ensure!(
+        matches!(&closed, quinn::ConnectionError::ApplicationClosed(close)
+            if close.error_code == quinn::VarInt::from_u32(code)),
+        "expected close code {code}: {closed:?}"
+    );
+    Ok(())
+}
+
 /// A node's sync stream.
 struct Sync {
     send: quinn::SendStream,
@@ -314,6 +441,13 @@ impl Sync {
         }
     }
 
+    /// The next pushed snapshot, ACKed.
+    async fn next_acked(&mut self) -> anyhow::Result<Snapshot> {
+        let snapshot = self.next().await?;
+        self.ack(snapshot.version).await?;
+        Ok(snapshot)
+    }
+
     /// The next message control sends, within a second.
     async fn message(&mut self) -> anyhow::Result<ControlMessage> {
         let message: Option<ControlMessage> =
@@ -334,6 +468,10 @@ impl Sync {
     async fn reply(&mut self, message: NodeMessage) -> anyhow::Result<()> {
         Ok(wire::write_message(&mut self.send, &message).await?)
     }
+
+    async fn ack(&mut self, version: u64) -> anyhow::Result<()> {
+        self.reply(NodeMessage::Ack { version }).await
+    }
 }
 
 /// Waits until `GET /v1/nodes` shows what `done` wants.
@@ -343,7 +481,7 @@ async fn wait_for_node(
     done: impl Fn(&NodeInfo) -> bool,
 ) -> anyhow::Result<NodeInfo> {
     for _ in 0..100 {
-        let nodes: Vec<NodeInfo> = admin.ok(Method::GET, "/v1/nodes", None).await?;
+        let nodes: Vec<NodeInfo> = admin.get("/v1/nodes").await?;
         if let Some(node) = nodes.into_iter().find(|node| node.id == node_id)
             && done(&node)
         {
@@ -377,107 +515,60 @@ async fn admin_api_deploys_splits_promotes_and_rolls_back() -> anyhow::Result<()
     wrong
         .fails(Method::GET, "/v1/functions", None, StatusCode::UNAUTHORIZED)
         .await?;
-    let status: Status = admin.ok(Method::GET, "/v1/status", None).await?;
-    assert_eq!(status.snapshot_version, 0);
+    assert_eq!(admin.status().await?.snapshot_version, 0);
 
     // Bundles: checked against their hash and shape, stored once.
     let bytes = archive("export default { fetch() { return new Response('v1') } }");
     let hash = BundleHash::of(&bytes);
     let other = BundleHash::of(b"other");
-    let (status, text) = admin
-        .send(
-            Method::PUT,
-            &format!("/v1/bundles/{other}"),
-            Some(bytes.clone()),
-        )
-        .await?;
+    let (status, text) = admin.put_bundle(&other, &bytes).await?;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(text.contains("hashes to"), "{text}");
-    let (status, _) = admin
-        .send(Method::PUT, "/v1/bundles/not-a-hash", Some(bytes.clone()))
-        .await?;
+    let (status, _) = admin.put_bundle("not-a-hash", &bytes).await?;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let junk = b"{\"main\":\"x.js\",\"modules\":{}}".to_vec();
-    let (status, _) = admin
-        .send(
-            Method::PUT,
-            &format!("/v1/bundles/{}", BundleHash::of(&junk)),
-            Some(junk),
-        )
-        .await?;
+    let (status, _) = admin.put_bundle(BundleHash::of(&junk), &junk).await?;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let stored: Value = admin
-        .send(
-            Method::PUT,
-            &format!("/v1/bundles/{hash}"),
-            Some(bytes.clone()),
-        )
-        .await
-        .and_then(|(_, text)| Ok(serde_json::from_str(&text)?))?;
+    let (_, stored) = admin.put_bundle(&hash, &bytes).await?;
+    let stored: Value = serde_json::from_str(&stored)?;
     assert_eq!(stored["existed"], json!(false));
-    let (_, again) = admin
-        .send(
-            Method::PUT,
-            &format!("/v1/bundles/{hash}"),
-            Some(bytes.clone()),
-        )
-        .await?;
+    let (_, again) = admin.put_bundle(&hash, &bytes).await?;
     assert!(again.contains("\"existed\":true"), "{again}");
-    let (status, _) = admin
-        .send(Method::HEAD, &format!("/v1/bundles/{hash}"), None)
-        .await?;
-    assert_eq!(status, StatusCode::OK);
-    let (status, _) = admin
-        .send(Method::HEAD, &format!("/v1/bundles/{other}"), None)
-        .await?;
-    assert_eq!(status, StatusCode::NOT_FOUND);
+    for (bundle, expected) in [(&hash, StatusCode::OK), (&other, StatusCode::NOT_FOUND)] {
+        let path = format!("/v1/bundles/{bundle}");
+        assert_eq!(admin.code(Method::HEAD, &path).await?, expected, "{path}");
+    }
     let (v2, _) = admin
         .upload("export default { fetch() { return new Response('v2') } }")
         .await?;
 
     // Deploy refusals.
-    admin
-        .fails(
-            Method::POST,
-            "/v1/functions/api/versions",
-            Some(json!({ "bundle": other })),
-            StatusCode::NOT_FOUND,
-        )
-        .await?;
-    admin
-        .fails(
-            Method::POST,
-            "/v1/functions/api/versions",
-            Some(json!({ "bundle": hash, "percent": 50 })),
+    let elsewhere = json!([{ "path": "/x/*", "function": "elsewhere" }]);
+    for (function, body, expected) in [
+        ("api", json!({ "bundle": other }), StatusCode::NOT_FOUND),
+        (
+            "api",
+            json!({ "bundle": hash, "percent": 50 }),
             StatusCode::CONFLICT,
-        )
-        .await?;
-    admin
-        .fails(
-            Method::POST,
-            "/v1/functions/bad.name/versions",
-            Some(json!({ "bundle": hash })),
+        ),
+        (
+            "bad.name",
+            json!({ "bundle": hash }),
             StatusCode::BAD_REQUEST,
-        )
-        .await?;
-    admin
-        .fails(
-            Method::POST,
-            "/v1/functions/api/versions",
-            Some(
-                json!({ "bundle": hash, "routes": [{ "path": "/x/*", "function": "elsewhere" }] }),
-            ),
+        ),
+        (
+            "api",
+            json!({ "bundle": hash, "routes": elsewhere }),
             StatusCode::BAD_REQUEST,
-        )
-        .await?;
-    admin
-        .fails(
-            Method::POST,
-            "/v1/functions/api/versions",
-            Some(json!({ "bundle": hash, "unknown": 1 })),
+        ),
+        (
+            "api",
+            json!({ "bundle": hash, "unknown": 1 }),
             StatusCode::BAD_REQUEST,
-        )
-        .await?;
+        ),
+    ] {
+        admin.deploy_fails(function, body, expected).await?;
+    }
 
     // Deploy, split, promote, rollback.
     let published = admin
@@ -498,21 +589,15 @@ async fn admin_api_deploys_splits_promotes_and_rolls_back() -> anyhow::Result<()
         (live(&published), published.snapshot_version),
         (vec![(1, 100)], 1)
     );
+    let zero = json!({ "bundle": v2, "percent": 0 });
     admin
-        .fails(
-            Method::POST,
-            "/v1/functions/api/versions",
-            Some(json!({ "bundle": v2, "percent": 0 })),
-            StatusCode::BAD_REQUEST,
-        )
+        .deploy_fails("api", zero, StatusCode::BAD_REQUEST)
         .await?;
     let split = admin
         .deploy("api", json!({ "bundle": v2, "percent": 10 }))
         .await?;
     assert_eq!(live(&split), [(2, 10), (1, 90)]);
-    let promoted: Published = admin
-        .ok(Method::POST, "/v1/functions/api/promote", None)
-        .await?;
+    let promoted: Published = admin.post("/v1/functions/api/promote", None).await?;
     assert_eq!(live(&promoted), [(2, 100)]);
     admin
         .fails(
@@ -522,67 +607,43 @@ async fn admin_api_deploys_splits_promotes_and_rolls_back() -> anyhow::Result<()
             StatusCode::CONFLICT,
         )
         .await?;
-    let rolled: Published = admin
-        .ok(Method::POST, "/v1/functions/api/rollback", None)
-        .await?;
+    let rolled: Published = admin.post("/v1/functions/api/rollback", None).await?;
     assert_eq!(live(&rolled), [(1, 100)]);
-    let rolled: Published = admin
-        .ok(
-            Method::POST,
-            "/v1/functions/api/rollback",
-            Some(json!({ "version": 2 })),
-        )
-        .await?;
+    let to_2 = json!({ "version": 2 });
+    let rolled: Published = admin.post("/v1/functions/api/rollback", Some(to_2)).await?;
     assert_eq!(live(&rolled), [(2, 100)]);
     assert_eq!(rolled.snapshot_version, 5);
-    admin
-        .fails(
+    for (method, path, body) in [
+        (
             Method::POST,
             "/v1/functions/api/rollback",
             Some(json!({ "version": 9 })),
-            StatusCode::NOT_FOUND,
-        )
-        .await?;
-    admin
-        .fails(
-            Method::GET,
-            "/v1/functions/nope",
-            None,
-            StatusCode::NOT_FOUND,
-        )
-        .await?;
-    admin
-        .fails(
-            Method::POST,
-            "/v1/functions/nope/promote",
-            None,
-            StatusCode::NOT_FOUND,
-        )
-        .await?;
+        ),
+        (Method::GET, "/v1/functions/nope", None),
+        (Method::POST, "/v1/functions/nope/promote", None),
+    ] {
+        admin
+            .fails(method, path, body, StatusCode::NOT_FOUND)
+            .await?;
+    }
 
     // Routes come back most specific first, with their owner.
-    let routes: Value = admin.ok(Method::GET, "/v1/routes", None).await?;
+    let routes: Value = admin.get("/v1/routes").await?;
     assert_eq!(routes[0]["owner"], json!("api"));
     assert_eq!(routes[0]["rule"]["host"], json!("example.com"));
     assert_eq!(routes[1]["rule"]["path"], json!("/*"));
 
     // Secrets: set, listed by name, never returned.
-    admin
-        .fails(
-            Method::PUT,
+    for (path, expected) in [
+        (
             "/v1/functions/api/secrets/not-valid",
-            Some(json!({ "value": "x" })),
             StatusCode::BAD_REQUEST,
-        )
-        .await?;
-    admin
-        .fails(
-            Method::PUT,
-            "/v1/functions/nope/secrets/TOKEN",
-            Some(json!({ "value": "x" })),
-            StatusCode::NOT_FOUND,
-        )
-        .await?;
+        ),
+        ("/v1/functions/nope/secrets/TOKEN", StatusCode::NOT_FOUND),
+    ] {
+        let body = json!({ "value": "x" });
+        admin.fails(Method::PUT, path, Some(body), expected).await?;
+    }
     let with_secret: Published = admin
         .ok(
             Method::PUT,
@@ -591,11 +652,9 @@ async fn admin_api_deploys_splits_promotes_and_rolls_back() -> anyhow::Result<()
         )
         .await?;
     assert_eq!(with_secret.snapshot_version, 6);
-    let secrets: Value = admin
-        .ok(Method::GET, "/v1/functions/api/secrets", None)
-        .await?;
+    let secrets: Value = admin.get("/v1/functions/api/secrets").await?;
     assert_eq!(secrets[0]["name"], json!("TOKEN"));
-    let function: Value = admin.ok(Method::GET, "/v1/functions/api", None).await?;
+    let function: Value = admin.get("/v1/functions/api").await?;
     assert_eq!(function["secrets"], json!(["TOKEN"]));
     assert_eq!(function["versions"], json!(2));
     for path in [
@@ -630,10 +689,9 @@ async fn admin_api_deploys_splits_promotes_and_rolls_back() -> anyhow::Result<()
         .deploy("other", json!({ "bundle": hash, "origins": origin }))
         .await?;
     let refusal = admin
-        .fails(
-            Method::POST,
-            "/v1/functions/api/versions",
-            Some(json!({ "bundle": hash, "origins": origin })),
+        .deploy_fails(
+            "api",
+            json!({ "bundle": hash, "origins": origin }),
             StatusCode::CONFLICT,
         )
         .await?;
@@ -650,11 +708,11 @@ async fn admin_api_deploys_splits_promotes_and_rolls_back() -> anyhow::Result<()
             StatusCode::NOT_FOUND,
         )
         .await?;
-    let functions: Value = admin.ok(Method::GET, "/v1/functions", None).await?;
+    let functions: Value = admin.get("/v1/functions").await?;
     assert_eq!(functions.as_array().map(Vec::len), Some(1));
 
     // Join tokens pin the same CA as the first one.
-    let token: Value = admin.ok(Method::POST, "/v1/join-tokens", None).await?;
+    let token: Value = admin.post("/v1/join-tokens", None).await?;
     let made = tls::parse_join_token(token["token"].as_str().context("token")?)?;
     assert_eq!(
         made.ca_sha256,
@@ -707,7 +765,7 @@ async fn nodes_join_sync_fetch_and_survive_a_restart() -> anyhow::Result<()> {
             .map(String::as_str),
         Some(SECRET_VALUE)
     );
-    sync.reply(NodeMessage::Ack { version: 2 }).await?;
+    sync.ack(2).await?;
     let node = wait_for_node(&admin, &identity.node_id, |node| {
         node.applied_version == Some(2)
     })
@@ -740,55 +798,30 @@ async fn nodes_join_sync_fetch_and_survive_a_restart() -> anyhow::Result<()> {
     let nack = node.last_nack.context("nack")?;
     assert_eq!(nack.version, pushed.version);
     assert!(nack.error.contains("SyntaxError"));
-    let status: Status = admin.ok(Method::GET, "/v1/status", None).await?;
+    let status = admin.status().await?;
     assert_eq!(
         (status.nodes, status.nodes_connected, status.nodes_current),
         (1, 1, 0)
     );
 
     // Bundles by hash on their own stream.
-    let (mut send, mut recv) = connection.open_bi().await?;
-    wire::write_message(&mut send, &Request::Bundle { hash: hash.clone() }).await?;
-    let answer: Option<Response> = wire::read_message(&mut recv).await?;
-    assert_eq!(answer, Some(Response::Bundle));
-    assert_eq!(wire::read_bytes(&mut recv).await?, Some(bytes));
-    let (mut send, mut recv) = connection.open_bi().await?;
-    wire::write_message(
-        &mut send,
-        &Request::Bundle {
-            hash: BundleHash::of(b"missing"),
-        },
-    )
-    .await?;
-    let answer: Option<Response> = wire::read_message(&mut recv).await?;
-    assert!(matches!(answer, Some(Response::Error { .. })), "{answer:?}");
+    let fetched = ask(&connection, &Request::Bundle { hash: hash.clone() }, None).await?;
+    assert_eq!(fetched, (Response::Bundle, Some(bytes)));
+    let missing = Request::Bundle {
+        hash: BundleHash::of(b"missing"),
+    };
+    let (answer, _) = ask(&connection, &missing, None).await?;
+    assert!(matches!(answer, Response::Error { .. }), "{answer:?}");
 
     // Without a certificate, only a join is allowed.
-    let parts = tls::parse_join_token(&init.join_token)?;
-    let anonymous = client_endpoint()?
-        .connect_with(
-            tls::join_client_config(&parts.ca_sha256)?,
-            quic,
-            CONTROL_SERVER_NAME,
-        )?
-        .await?;
-    let (mut send, mut recv) = anonymous.open_bi().await?;
-    wire::write_message(
-        &mut send,
-        &NodeMessage::Hello {
-            name: "sneaky".into(),
-            applied: None,
-        },
-    )
-    .await?;
-    let answer: Option<Response> = wire::read_message(&mut recv).await?;
-    assert!(matches!(answer, Some(Response::Error { .. })), "{answer:?}");
-    let closed = tokio::time::timeout(Duration::from_secs(2), anonymous.closed()).await?;
-    assert!(
-        matches!(&closed, quinn::ConnectionError::ApplicationClosed(close)
-            if close.error_code == quinn::VarInt::from_u32(wire::close::PROTOCOL)),
-        "{closed:?}"
-    );
+    let anonymous = connect_anonymously(quic, &init.join_token).await?;
+    let sneaky = NodeMessage::Hello {
+        name: "sneaky".into(),
+        applied: None,
+    };
+    let (answer, _) = ask(&anonymous, &sneaky, None).await?;
+    assert!(matches!(answer, Response::Error { .. }), "{answer:?}");
+    closed_with(&anonymous, Duration::from_secs(2), wire::close::PROTOCOL).await?;
 
     // A join client pinning another CA refuses control.
     let wrong_pin = client_endpoint()?
@@ -826,27 +859,20 @@ async fn nodes_join_sync_fetch_and_survive_a_restart() -> anyhow::Result<()> {
     // Shutdown closes node connections at once.
     let (api_addr, quic_addr) = (control.api_addr(), control.quic_addr());
     control.shutdown().await;
-    let closed = tokio::time::timeout(Duration::from_secs(1), connection.closed()).await?;
-    assert!(
-        matches!(&closed, quinn::ConnectionError::ApplicationClosed(close)
-            if close.error_code == quinn::VarInt::from_u32(wire::close::SHUTDOWN)),
-        "{closed:?}"
-    );
+    closed_with(&connection, Duration::from_secs(1), wire::close::SHUTDOWN).await?;
 
     // Restarted on the same directory and addresses: same snapshot, functions and nodes.
     let control = start_at(&dir, api_addr, quic_addr).await?;
     let admin = Admin::new(&control, &init.admin_token);
-    let status: Status = admin.ok(Method::GET, "/v1/status", None).await?;
+    let status = admin.status().await?;
     assert_eq!(status.snapshot_version, split.snapshot_version);
     assert_eq!(
         (status.functions, status.nodes, status.nodes_connected),
         (1, 1, 0)
     );
-    let function: Published = admin
-        .ok(Method::POST, "/v1/functions/api/promote", None)
-        .await?;
+    let function: Published = admin.post("/v1/functions/api/promote", None).await?;
     assert_eq!(live(&function), [(2, 100)]);
-    let nodes: Vec<NodeInfo> = admin.ok(Method::GET, "/v1/nodes", None).await?;
+    let nodes: Vec<NodeInfo> = admin.get("/v1/nodes").await?;
     assert_eq!(nodes.len(), 1);
     assert_eq!(nodes[0].applied_version, Some(2));
 
@@ -859,14 +885,8 @@ async fn nodes_join_sync_fetch_and_survive_a_restart() -> anyhow::Result<()> {
             .is_err(),
         "control pushed a snapshot the node already has"
     );
-    let rolled: Published = admin
-        .ok(Method::POST, "/v1/functions/api/rollback", None)
-        .await?;
-    assert_eq!(sync.next().await?.version, rolled.snapshot_version);
-    sync.reply(NodeMessage::Ack {
-        version: rolled.snapshot_version,
-    })
-    .await?;
+    let rolled: Published = admin.post("/v1/functions/api/rollback", None).await?;
+    assert_eq!(sync.next_acked().await?.version, rolled.snapshot_version);
     let node = wait_for_node(&admin, &identity.node_id, |node| {
         node.applied_version == Some(rolled.snapshot_version)
     })
@@ -877,12 +897,12 @@ async fn nodes_join_sync_fetch_and_survive_a_restart() -> anyhow::Result<()> {
     connection.close(0u32.into(), b"bye");
     outpost_control::revoke_node(&dir.0, &identity.node_id)?;
     let connection = connect(control.quic_addr(), &identity).await?;
-    let closed = tokio::time::timeout(Duration::from_secs(2), connection.closed()).await?;
-    assert!(
-        matches!(&closed, quinn::ConnectionError::ApplicationClosed(close)
-            if close.error_code == quinn::VarInt::from_u32(wire::close::UNKNOWN_NODE)),
-        "{closed:?}"
-    );
+    closed_with(
+        &connection,
+        Duration::from_secs(2),
+        wire::close::UNKNOWN_NODE,
+    )
+    .await?;
     control.shutdown().await;
     Ok(())
 }
@@ -903,14 +923,8 @@ async fn a_hundred_nodes_follow_every_publish() -> anyhow::Result<()> {
     let mut connections = Vec::with_capacity(NODES);
     for i in 0..NODES {
         let token = outpost_control::create_join_token(&dir.0)?;
-        let identity = join_ok(quic, &token, &format!("pop-{i}")).await?;
-        let connection = connect(quic, &identity).await?;
-        let mut sync = Sync::open(&connection, None).await?;
-        let snapshot = sync.next().await?;
-        sync.reply(NodeMessage::Ack {
-            version: snapshot.version,
-        })
-        .await?;
+        let (_, connection, mut sync) = join_and_sync(quic, &token, &format!("pop-{i}")).await?;
+        sync.next_acked().await?;
         syncs.push(sync);
         connections.push(connection);
     }
@@ -920,15 +934,10 @@ async fn a_hundred_nodes_follow_every_publish() -> anyhow::Result<()> {
     let published = admin.deploy("api", json!({ "bundle": v2 })).await?;
     // Control pushes to all at once; reading them one after another finds each waiting.
     for sync in &mut syncs {
-        let snapshot = sync.next().await?;
-        assert_eq!(snapshot.version, published.snapshot_version);
-        sync.reply(NodeMessage::Ack {
-            version: snapshot.version,
-        })
-        .await?;
+        assert_eq!(sync.next_acked().await?.version, published.snapshot_version);
     }
     for _ in 0..250 {
-        let status: Status = admin.ok(Method::GET, "/v1/status", None).await?;
+        let status = admin.status().await?;
         if status.nodes_current == NODES {
             assert_eq!(status.nodes_connected, NODES);
             control.shutdown().await;
@@ -949,38 +958,6 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// A raw admin request with extra headers: status, response headers, body bytes.
-async fn raw(
-    admin: &Admin,
-    method: Method,
-    path: &str,
-    headers: &[(&str, String)],
-    body: Option<Vec<u8>>,
-) -> anyhow::Result<(StatusCode, reqwest::header::HeaderMap, Vec<u8>)> {
-    let mut request = admin
-        .http
-        .request(method, format!("{}{path}", admin.base))
-        .bearer_auth(&admin.token);
-    for (name, value) in headers {
-        request = request.header(*name, value);
-    }
-    if let Some(body) = body {
-        request = request.body(body);
-    }
-    let response = request.send().await?;
-    let status = response.status();
-    let headers = response.headers().clone();
-    Ok((status, headers, response.bytes().await?.to_vec()))
-}
-
-/// The `error` of an `ApiError` body.
-fn api_error(body: &[u8]) -> String {
-    serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|value| value["error"].as_str().map(str::to_owned))
-        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned())
-}
-
 /// Every key of a namespace through `GET /v1/kv/{ns}/keys`, following cursors.
 async fn list_all(
     admin: &Admin,
@@ -998,7 +975,7 @@ async fn list_all(
         if let Some(cursor) = &cursor {
             path += &format!("&cursor={cursor}");
         }
-        let page: KvKeyList = admin.ok(Method::GET, &path, None).await?;
+        let page: KvKeyList = admin.get(&path).await?;
         pages += 1;
         keys.extend(page.keys.into_iter().map(|key| key.name));
         match (page.list_complete, page.cursor) {
@@ -1018,19 +995,13 @@ async fn kv_namespaces_values_expiry_pagination_and_bulk_through_the_api() -> an
     let admin = Admin::new(&control, &init.admin_token);
 
     // Namespaces: created (a snapshot change), listed, refused when invalid or repeated.
-    let created: KvNamespaceChanged = admin
-        .ok(
-            Method::POST,
-            "/v1/kv/namespaces",
-            Some(json!({ "name": "cache" })),
-        )
-        .await?;
-    assert_eq!(created.snapshot_version, 1);
+    assert_eq!(admin.create_namespace("cache").await?.snapshot_version, 1);
+    let create = |name: &str| Some(json!({ "name": name }));
     admin
         .fails(
             Method::POST,
             "/v1/kv/namespaces",
-            Some(json!({ "name": "cache" })),
+            create("cache"),
             StatusCode::CONFLICT,
         )
         .await?;
@@ -1038,44 +1009,27 @@ async fn kv_namespaces_values_expiry_pagination_and_bulk_through_the_api() -> an
         .fails(
             Method::POST,
             "/v1/kv/namespaces",
-            Some(json!({ "name": "no spaces" })),
+            create("no spaces"),
             StatusCode::BAD_REQUEST,
         )
         .await?;
     assert!(invalid.contains("invalid KV namespace name"), "{invalid}");
-    admin
-        .ok::<KvNamespaceChanged>(
-            Method::POST,
-            "/v1/kv/namespaces",
-            Some(json!({ "name": "blobs" })),
-        )
-        .await?;
+    admin.create_namespace("blobs").await?;
 
     // A function binds a namespace; a bound namespace cannot be deleted.
     let (hash, _) = admin.upload("export default {}").await?;
+    let binding = |binding: &str, namespace: &str| {
+        let kv = json!([{ "binding": binding, "namespace": namespace }]);
+        json!({ "bundle": hash, "kv_namespaces": kv })
+    };
     admin
-        .fails(
-            Method::POST,
-            "/v1/functions/api/versions",
-            Some(json!({ "bundle": hash, "kv_namespaces": [{ "binding": "CACHE", "namespace": "nope" }] })),
-            StatusCode::NOT_FOUND,
-        )
+        .deploy_fails("api", binding("CACHE", "nope"), StatusCode::NOT_FOUND)
         .await?;
     admin
-        .fails(
-            Method::POST,
-            "/v1/functions/api/versions",
-            Some(json!({ "bundle": hash, "kv_namespaces": [{ "binding": "my-cache", "namespace": "cache" }] })),
-            StatusCode::BAD_REQUEST,
-        )
+        .deploy_fails("api", binding("my-cache", "cache"), StatusCode::BAD_REQUEST)
         .await?;
-    admin
-        .deploy(
-            "api",
-            json!({ "bundle": hash, "kv_namespaces": [{ "binding": "CACHE", "namespace": "cache" }] }),
-        )
-        .await?;
-    let namespaces: Vec<KvNamespaceInfo> = admin.ok(Method::GET, "/v1/kv/namespaces", None).await?;
+    admin.deploy("api", binding("CACHE", "cache")).await?;
+    let namespaces: Vec<KvNamespaceInfo> = admin.get("/v1/kv/namespaces").await?;
     assert_eq!(
         namespaces
             .iter()
@@ -1092,30 +1046,25 @@ async fn kv_namespaces_values_expiry_pagination_and_bulk_through_the_api() -> an
         )
         .await?;
     assert!(bound.contains("api v1"), "{bound}");
-    let snapshot_version = admin
-        .ok::<Status>(Method::GET, "/v1/status", None)
-        .await?
-        .snapshot_version;
+    let snapshot_version = admin.status().await?.snapshot_version;
 
     // Values: put with metadata and a TTL, read back with both, deleted.
     let metadata = json!({ "lang": "en", "city": "Zürich" });
-    let (status, _, body) = raw(
-        &admin,
-        Method::PUT,
-        "/v1/kv/cache/values/greeting%2Fen?expiration_ttl=3600",
-        &[(KV_METADATA_HEADER, kv::ascii_json(&metadata))],
-        Some(b"hello".to_vec()),
-    )
-    .await?;
-    assert_eq!(status, StatusCode::OK, "{}", api_error(&body));
+    let (status, error) = admin
+        .put_value(
+            "/v1/kv/cache/values/greeting%2Fen?expiration_ttl=3600",
+            &[(KV_METADATA_HEADER, kv::ascii_json(&metadata))],
+            b"hello",
+        )
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{error}");
     // KV writes publish no snapshot.
-    let status: Status = admin.ok(Method::GET, "/v1/status", None).await?;
-    assert_eq!(status.snapshot_version, snapshot_version);
+    assert_eq!(admin.status().await?.snapshot_version, snapshot_version);
     for path in [
         "/v1/kv/cache/values/greeting%2Fen",
         "/v1/kv/cache/values/greeting/en",
     ] {
-        let (status, headers, body) = raw(&admin, Method::GET, path, &[], None).await?;
+        let (status, headers, body) = admin.raw(Method::GET, path, &[], None).await?;
         assert_eq!(status, StatusCode::OK, "{path}");
         assert_eq!(body, b"hello");
         let stored: Value = serde_json::from_slice(
@@ -1136,19 +1085,20 @@ async fn kv_namespaces_values_expiry_pagination_and_bulk_through_the_api() -> an
         .ok::<KvWritten>(Method::DELETE, "/v1/kv/cache/values/greeting%2Fen", None)
         .await?;
     for method in [Method::GET, Method::DELETE] {
-        let (status, _, _) = raw(
-            &admin,
-            method,
-            "/v1/kv/cache/values/greeting%2Fen",
-            &[],
-            None,
-        )
-        .await?;
+        let status = admin
+            .code(method, "/v1/kv/cache/values/greeting%2Fen")
+            .await?;
         assert_eq!(status, StatusCode::NOT_FOUND);
     }
-    let (status, _, body) = raw(&admin, Method::GET, "/v1/kv/nope/values/a", &[], None).await?;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    assert!(api_error(&body).contains("no KV namespace"));
+    let unknown = admin
+        .fails(
+            Method::GET,
+            "/v1/kv/nope/values/a",
+            None,
+            StatusCode::NOT_FOUND,
+        )
+        .await?;
+    assert!(unknown.contains("no KV namespace"), "{unknown}");
 
     // Limits, with clear messages.
     let long_key = "k".repeat(513);
@@ -1188,38 +1138,22 @@ async fn kv_namespaces_values_expiry_pagination_and_bulk_through_the_api() -> an
         ),
     ];
     for (path, headers, expected) in refusals {
-        let (status, _, body) =
-            raw(&admin, Method::PUT, &path, &headers, Some(b"v".to_vec())).await?;
+        let (status, error) = admin.put_value(&path, &headers, b"v").await?;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}");
-        assert!(
-            api_error(&body).contains(expected),
-            "{path}: {}",
-            api_error(&body)
-        );
+        assert!(error.contains(expected), "{path}: {error}");
     }
-    let (status, _, body) = raw(
-        &admin,
-        Method::PUT,
-        "/v1/kv/cache/values/big",
-        &[],
-        Some(vec![b'x'; 25 * 1024 * 1024 + 1]),
-    )
-    .await?;
+    let too_big = vec![b'x'; 25 * 1024 * 1024 + 1];
+    let (status, error) = admin
+        .put_value("/v1/kv/cache/values/big", &[], &too_big)
+        .await?;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert!(
-        api_error(&body).contains("KV value exceeds 25 MiB"),
-        "{}",
-        api_error(&body)
-    );
-    let (status, _, _) = raw(
-        &admin,
-        Method::PUT,
-        "/v1/kv/cache/values/exactly-25-mib",
-        &[],
-        Some(vec![b'x'; 25 * 1024 * 1024]),
-    )
-    .await?;
-    assert_eq!(status, StatusCode::OK);
+    assert!(error.contains("KV value exceeds 25 MiB"), "{error}");
+    admin
+        .put_value_ok(
+            "/v1/kv/cache/values/exactly-25-mib",
+            &too_big[..25 * 1024 * 1024],
+        )
+        .await?;
     for limit in ["0", "1001"] {
         let message = admin
             .fails(
@@ -1242,46 +1176,27 @@ async fn kv_namespaces_values_expiry_pagination_and_bulk_through_the_api() -> an
 
     // An expired key is never returned, whether read, listed or exported.
     let expiration = unix_now() + 2;
-    let (status, _, body) = raw(
-        &admin,
-        Method::PUT,
-        &format!("/v1/kv/cache/values/short-lived?expiration={expiration}"),
-        &[],
-        Some(b"soon gone".to_vec()),
-    )
-    .await?;
-    assert_eq!(status, StatusCode::OK, "{}", api_error(&body));
-    let listed: KvKeyList = admin
-        .ok(Method::GET, "/v1/kv/cache/keys?prefix=short", None)
+    admin
+        .put_value_ok(
+            &format!("/v1/kv/cache/values/short-lived?expiration={expiration}"),
+            b"soon gone",
+        )
         .await?;
+    let listed: KvKeyList = admin.get("/v1/kv/cache/keys?prefix=short").await?;
     assert_eq!(listed.keys.len(), 1);
     assert_eq!(listed.keys[0].expiration, Some(expiration));
-    let (status, _, _) = raw(
-        &admin,
-        Method::GET,
-        "/v1/kv/cache/values/short-lived",
-        &[],
-        None,
-    )
-    .await?;
-    assert_eq!(status, StatusCode::OK);
+    let short_lived = "/v1/kv/cache/values/short-lived";
+    assert_eq!(admin.code(Method::GET, short_lived).await?, StatusCode::OK);
     while unix_now() < expiration {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let (status, _, _) = raw(
-        &admin,
-        Method::GET,
-        "/v1/kv/cache/values/short-lived",
-        &[],
-        None,
-    )
-    .await?;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    let listed: KvKeyList = admin
-        .ok(Method::GET, "/v1/kv/cache/keys?prefix=short", None)
-        .await?;
+    assert_eq!(
+        admin.code(Method::GET, short_lived).await?,
+        StatusCode::NOT_FOUND
+    );
+    let listed: KvKeyList = admin.get("/v1/kv/cache/keys?prefix=short").await?;
     assert!(listed.keys.is_empty() && listed.list_complete);
-    let exported: Vec<KvBulkEntry> = admin.ok(Method::GET, "/v1/kv/cache/export", None).await?;
+    let exported: Vec<KvBulkEntry> = admin.get("/v1/kv/cache/export").await?;
     assert!(exported.iter().all(|entry| entry.key != "short-lived"));
 
     // Pagination: 2,500 keys come back once each, in byte order, page after page.
@@ -1302,7 +1217,7 @@ async fn kv_namespaces_values_expiry_pagination_and_bulk_through_the_api() -> an
         .map(|key| json!({ "key": key, "value": "v" }))
         .collect();
     admin
-        .ok::<KvWritten>(Method::POST, "/v1/kv/blobs/bulk", Some(json!(entries)))
+        .post::<KvWritten>("/v1/kv/blobs/bulk", Some(json!(entries)))
         .await?;
     expected.sort();
     let (listed, pages) = list_all(&admin, "blobs", None).await?;
@@ -1312,11 +1227,7 @@ async fn kv_namespaces_values_expiry_pagination_and_bulk_through_the_api() -> an
     assert_eq!(pages, 9);
     assert_eq!(listed, expected);
     let prefixed: KvKeyList = admin
-        .ok(
-            Method::GET,
-            "/v1/kv/blobs/keys?prefix=page%2F%C3%A9&limit=1000",
-            None,
-        )
+        .get("/v1/kv/blobs/keys?prefix=page%2F%C3%A9&limit=1000")
         .await?;
     assert_eq!(prefixed.keys.len(), 500);
     assert!(
@@ -1333,25 +1244,11 @@ async fn kv_namespaces_values_expiry_pagination_and_bulk_through_the_api() -> an
         { "key": "binary", "value": BASE64.encode(binary), "base64": true },
         { "key": "ttl", "value": "t", "expiration_ttl": 600 },
     ]);
-    admin
-        .ok::<KvNamespaceChanged>(
-            Method::POST,
-            "/v1/kv/namespaces",
-            Some(json!({ "name": "copy" })),
-        )
-        .await?;
-    admin
-        .ok::<KvNamespaceChanged>(
-            Method::POST,
-            "/v1/kv/namespaces",
-            Some(json!({ "name": "copy2" })),
-        )
-        .await?;
-    let written: KvWritten = admin
-        .ok(Method::POST, "/v1/kv/copy/bulk", Some(import))
-        .await?;
+    admin.create_namespace("copy").await?;
+    admin.create_namespace("copy2").await?;
+    let written: KvWritten = admin.post("/v1/kv/copy/bulk", Some(import)).await?;
     assert_eq!(written.keys, 3);
-    let exported: Vec<KvBulkEntry> = admin.ok(Method::GET, "/v1/kv/copy/export", None).await?;
+    let exported: Vec<KvBulkEntry> = admin.get("/v1/kv/copy/export").await?;
     assert_eq!(
         exported.iter().map(|e| e.key.as_str()).collect::<Vec<_>>(),
         ["binary", "text", "ttl"]
@@ -1368,20 +1265,18 @@ async fn kv_namespaces_values_expiry_pagination_and_bulk_through_the_api() -> an
             .expiration
             .is_some_and(|at| at.abs_diff(unix_now() + 600) <= 2)
     );
-    let (status, _, body) =
-        raw(&admin, Method::GET, "/v1/kv/copy/values/binary", &[], None).await?;
+    let (status, _, body) = admin
+        .raw(Method::GET, "/v1/kv/copy/values/binary", &[], None)
+        .await?;
     assert_eq!(
         (status, body.as_slice()),
         (StatusCode::OK, binary.as_slice())
     );
+    let reimport = serde_json::to_value(&exported)?;
     admin
-        .ok::<KvWritten>(
-            Method::POST,
-            "/v1/kv/copy2/bulk",
-            Some(serde_json::to_value(&exported)?),
-        )
+        .post::<KvWritten>("/v1/kv/copy2/bulk", Some(reimport))
         .await?;
-    let again: Vec<KvBulkEntry> = admin.ok(Method::GET, "/v1/kv/copy2/export", None).await?;
+    let again: Vec<KvBulkEntry> = admin.get("/v1/kv/copy2/export").await?;
     assert_eq!(again, exported);
     let partly_bad = json!([
         { "key": "fine", "value": "1" },
@@ -1399,8 +1294,10 @@ async fn kv_namespaces_values_expiry_pagination_and_bulk_through_the_api() -> an
         message.contains("entry #2") && message.contains("exceeds 512 bytes"),
         "{message}"
     );
-    let (status, _, _) = raw(&admin, Method::GET, "/v1/kv/copy/values/fine", &[], None).await?;
-    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        admin.code(Method::GET, "/v1/kv/copy/values/fine").await?,
+        StatusCode::NOT_FOUND
+    );
     admin
         .fails(
             Method::POST,
@@ -1415,22 +1312,14 @@ async fn kv_namespaces_values_expiry_pagination_and_bulk_through_the_api() -> an
         .ok(Method::DELETE, "/v1/kv/namespaces/copy", None)
         .await?;
     assert!(deleted.snapshot_version > snapshot_version);
-    admin
-        .fails(
-            Method::GET,
-            "/v1/kv/copy/export",
-            None,
-            StatusCode::NOT_FOUND,
-        )
-        .await?;
-    admin
-        .fails(
-            Method::DELETE,
-            "/v1/kv/namespaces/copy",
-            None,
-            StatusCode::NOT_FOUND,
-        )
-        .await?;
+    for (method, path) in [
+        (Method::GET, "/v1/kv/copy/export"),
+        (Method::DELETE, "/v1/kv/namespaces/copy"),
+    ] {
+        admin
+            .fails(method, path, None, StatusCode::NOT_FOUND)
+            .await?;
+    }
     // Deploying without the binding frees the namespace.
     admin.deploy("api", json!({ "kv_namespaces": [] })).await?;
     admin
@@ -1440,38 +1329,70 @@ async fn kv_namespaces_values_expiry_pagination_and_bulk_through_the_api() -> an
     Ok(())
 }
 
-/// One KV request on its own stream: the response and the value frame that follows a
-/// found entry.
-async fn kv_call(
-    connection: &quinn::Connection,
-    request: &Request,
-    value: Option<&[u8]>,
-) -> anyhow::Result<(Response, Option<Vec<u8>>)> {
-    let (mut send, mut recv) = connection.open_bi().await?;
-    wire::write_message(&mut send, request).await?;
-    if let Some(value) = value {
-        wire::write_bytes(&mut send, value).await?;
-    }
-    let _ = send.finish();
-    let response: Response = wire::read_message(&mut recv)
-        .await?
-        .context("no answer to the KV request")?;
-    let value = match response {
-        Response::KvEntry { found: true, .. } => wire::read_bytes(&mut recv).await?,
-        _ => None,
-    };
-    Ok((response, value))
-}
-
+/// A KV request that must fail; returns the error message.
 async fn kv_error(
     connection: &quinn::Connection,
     request: &Request,
     value: Option<&[u8]>,
 ) -> anyhow::Result<String> {
-    match kv_call(connection, request, value).await?.0 {
+    match ask(connection, request, value).await?.0 {
         Response::Error { message } => Ok(message),
         other => bail!("expected an error for {request:?}, got {other:?}"),
     }
+}
+
+/// A KV write that must be committed.
+async fn kv_done(
+    connection: &quinn::Connection,
+    request: &Request,
+    value: Option<&[u8]>,
+) -> anyhow::Result<()> {
+    let (response, _) = ask(connection, request, value).await?;
+    ensure!(
+        response == Response::KvDone,
+        "expected KvDone for {request:?}, got {response:?}"
+    );
+    Ok(())
+}
+
+/// A put into the `cache` namespace.
+fn kv_put(key: &str, expiration: Option<u64>, metadata: Option<Value>) -> Request {
+    Request::KvPut {
+        namespace: "cache".into(),
+        key: key.into(),
+        expiration,
+        metadata,
+    }
+}
+
+/// A get from `namespace`.
+fn kv_get(namespace: &str, key: &str) -> Request {
+    Request::KvGet {
+        namespace: namespace.into(),
+        key: key.into(),
+    }
+}
+
+/// A listing of `cache` by `limit`.
+fn kv_list(prefix: Option<&str>, limit: u32, cursor: Option<String>) -> Request {
+    Request::KvList {
+        namespace: "cache".into(),
+        prefix: prefix.map(str::to_owned),
+        limit: Some(limit),
+        cursor,
+    }
+}
+
+/// Every sync stream's next invalidation is `(cache, [key])`.
+async fn all_invalidate(syncs: [&mut Sync; 2], key: &str) -> anyhow::Result<()> {
+    for sync in syncs {
+        let (namespace, keys) = sync.invalidation().await?;
+        ensure!(
+            namespace == "cache" && keys == [key],
+            "expected {key:?} invalidated, got {namespace:?} {keys:?}"
+        );
+    }
+    Ok(())
 }
 
 #[tokio::test]
@@ -1481,31 +1402,20 @@ async fn nodes_read_and_write_kv_over_quic_and_get_invalidations() -> anyhow::Re
     let init = outpost_control::init(&dir.0)?;
     let control = start(&dir).await?;
     let admin = Admin::new(&control, &init.admin_token);
-    admin
-        .ok::<KvNamespaceChanged>(
-            Method::POST,
-            "/v1/kv/namespaces",
-            Some(json!({ "name": "cache" })),
-        )
-        .await?;
+    admin.create_namespace("cache").await?;
     let (hash, _) = admin.upload("export default {}").await?;
+    let kv = json!([{ "binding": "CACHE", "namespace": "cache" }]);
     admin
-        .deploy(
-            "api",
-            json!({ "bundle": hash, "kv_namespaces": [{ "binding": "CACHE", "namespace": "cache" }] }),
-        )
+        .deploy("api", json!({ "bundle": hash, "kv_namespaces": kv }))
         .await?;
 
     // Two nodes, each with its sync stream; the snapshot carries namespaces and bindings.
     let quic = control.quic_addr();
-    let first = join_ok(quic, &init.join_token, "pop-1").await?;
-    let second = join_ok(quic, &outpost_control::create_join_token(&dir.0)?, "pop-2").await?;
-    let writer = connect(quic, &first).await?;
-    let watcher = connect(quic, &second).await?;
-    let mut writer_sync = Sync::open(&writer, None).await?;
-    let mut watcher_sync = Sync::open(&watcher, None).await?;
+    let (_, writer, mut writer_sync) = join_and_sync(quic, &init.join_token, "pop-1").await?;
+    let second_token = outpost_control::create_join_token(&dir.0)?;
+    let (_, watcher, mut watcher_sync) = join_and_sync(quic, &second_token, "pop-2").await?;
     for sync in [&mut writer_sync, &mut watcher_sync] {
-        let snapshot = sync.next().await?;
+        let snapshot = sync.next_acked().await?;
         assert_eq!(snapshot.kv_namespaces, ["cache"]);
         assert_eq!(
             snapshot.functions[0].deployments[0].kv,
@@ -1514,31 +1424,16 @@ async fn nodes_read_and_write_kv_over_quic_and_get_invalidations() -> anyhow::Re
                 namespace: "cache".into()
             }]
         );
-        sync.reply(NodeMessage::Ack {
-            version: snapshot.version,
-        })
-        .await?;
     }
 
     // Put: committed, then every connected node hears about the key.
     let expiration = unix_now() + 3600;
-    let put = Request::KvPut {
-        namespace: "cache".into(),
-        key: "user/1".into(),
-        expiration: Some(expiration),
-        metadata: Some(json!({ "v": 1 })),
-    };
-    let (response, _) = kv_call(&writer, &put, Some(b"alice")).await?;
-    assert_eq!(response, Response::KvDone);
-    let expected = ("cache".to_owned(), vec!["user/1".to_owned()]);
-    assert_eq!(watcher_sync.invalidation().await?, expected);
-    assert_eq!(writer_sync.invalidation().await?, expected);
+    let put = kv_put("user/1", Some(expiration), Some(json!({ "v": 1 })));
+    kv_done(&writer, &put, Some(b"alice")).await?;
+    all_invalidate([&mut watcher_sync, &mut writer_sync], "user/1").await?;
 
-    let get = Request::KvGet {
-        namespace: "cache".into(),
-        key: "user/1".into(),
-    };
-    let (response, value) = kv_call(&writer, &get, None).await?;
+    let get = kv_get("cache", "user/1");
+    let (response, value) = ask(&writer, &get, None).await?;
     assert_eq!(
         response,
         Response::KvEntry {
@@ -1549,14 +1444,9 @@ async fn nodes_read_and_write_kv_over_quic_and_get_invalidations() -> anyhow::Re
     );
     assert_eq!(value.as_deref(), Some(b"alice".as_slice()));
     // Written by a node, readable through the API.
-    let (status, _, body) = raw(
-        &admin,
-        Method::GET,
-        "/v1/kv/cache/values/user%2F1",
-        &[],
-        None,
-    )
-    .await?;
+    let (status, _, body) = admin
+        .raw(Method::GET, "/v1/kv/cache/values/user%2F1", &[], None)
+        .await?;
     assert_eq!(
         (status, body.as_slice()),
         (StatusCode::OK, b"alice".as_slice())
@@ -1564,30 +1454,17 @@ async fn nodes_read_and_write_kv_over_quic_and_get_invalidations() -> anyhow::Re
 
     // List pages with a cursor.
     for i in 2..=4 {
-        let put = Request::KvPut {
-            namespace: "cache".into(),
-            key: format!("user/{i}"),
-            expiration: None,
-            metadata: None,
-        };
-        assert_eq!(
-            kv_call(&writer, &put, Some(b"x")).await?.0,
-            Response::KvDone
-        );
-        watcher_sync.invalidation().await?;
-        writer_sync.invalidation().await?;
+        let key = format!("user/{i}");
+        kv_done(&writer, &kv_put(&key, None, None), Some(b"x")).await?;
+        all_invalidate([&mut watcher_sync, &mut writer_sync], &key).await?;
     }
-    let list = |cursor: Option<String>| Request::KvList {
-        namespace: "cache".into(),
-        prefix: Some("user/".into()),
-        limit: Some(3),
-        cursor,
-    };
     let Response::KvKeys {
         keys,
         list_complete,
         cursor,
-    } = kv_call(&watcher, &list(None), None).await?.0
+    } = ask(&watcher, &kv_list(Some("user/"), 3, None), None)
+        .await?
+        .0
     else {
         bail!("expected keys");
     };
@@ -1602,7 +1479,9 @@ async fn nodes_read_and_write_kv_over_quic_and_get_invalidations() -> anyhow::Re
         keys,
         list_complete,
         cursor,
-    } = kv_call(&watcher, &list(cursor), None).await?.0
+    } = ask(&watcher, &kv_list(Some("user/"), 3, cursor), None)
+        .await?
+        .0
     else {
         bail!("expected keys");
     };
@@ -1617,12 +1496,11 @@ async fn nodes_read_and_write_kv_over_quic_and_get_invalidations() -> anyhow::Re
         namespace: "cache".into(),
         key: "user/1".into(),
     };
-    assert_eq!(kv_call(&watcher, &delete, None).await?.0, Response::KvDone);
-    assert_eq!(writer_sync.invalidation().await?, expected);
-    assert_eq!(watcher_sync.invalidation().await?, expected);
+    kv_done(&watcher, &delete, None).await?;
+    all_invalidate([&mut writer_sync, &mut watcher_sync], "user/1").await?;
     // Deleting a missing key succeeds and announces nothing.
-    assert_eq!(kv_call(&watcher, &delete, None).await?.0, Response::KvDone);
-    let (response, value) = kv_call(&writer, &get, None).await?;
+    kv_done(&watcher, &delete, None).await?;
+    let (response, value) = ask(&writer, &get, None).await?;
     assert_eq!(
         response,
         Response::KvEntry {
@@ -1634,50 +1512,28 @@ async fn nodes_read_and_write_kv_over_quic_and_get_invalidations() -> anyhow::Re
     assert_eq!(value, None);
 
     // Writes through the API reach nodes too.
-    let (status, _, _) = raw(
-        &admin,
-        Method::PUT,
-        "/v1/kv/cache/values/from-api",
-        &[],
-        Some(b"1".to_vec()),
-    )
-    .await?;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(
-        watcher_sync.invalidation().await?,
-        ("cache".to_owned(), vec!["from-api".to_owned()])
-    );
+    admin
+        .put_value_ok("/v1/kv/cache/values/from-api", b"1")
+        .await?;
+    all_invalidate([&mut watcher_sync, &mut writer_sync], "from-api").await?;
 
     // Limits and unknown namespaces get clear errors.
-    let put_key = |key: String| Request::KvPut {
-        namespace: "cache".into(),
-        key,
-        expiration: None,
-        metadata: None,
-    };
-    let message = kv_error(&writer, &put_key("k".repeat(513)), Some(b"v")).await?;
-    assert!(message.contains("KV key exceeds 512 bytes"), "{message}");
-    let message = kv_error(&writer, &put_key("..".into()), Some(b"v")).await?;
-    assert!(message.contains("cannot be \".\" or \"..\""), "{message}");
-    let message = kv_error(&writer, &put_key(String::new()), Some(b"v")).await?;
-    assert!(message.contains("KV key is empty"), "{message}");
-    let fat = Request::KvPut {
-        namespace: "cache".into(),
-        key: "m".into(),
-        expiration: None,
-        metadata: Some(json!("x".repeat(1100))),
-    };
-    let message = kv_error(&writer, &fat, Some(b"v")).await?;
-    assert!(
-        message.contains("KV metadata exceeds 1024 bytes"),
-        "{message}"
-    );
-    let stale = Request::KvPut {
-        namespace: "cache".into(),
-        key: "m".into(),
-        expiration: Some(unix_now() - 3600),
-        metadata: None,
-    };
+    for (request, expected) in [
+        (
+            kv_put(&"k".repeat(513), None, None),
+            "KV key exceeds 512 bytes",
+        ),
+        (kv_put("..", None, None), "cannot be \".\" or \"..\""),
+        (kv_put("", None, None), "KV key is empty"),
+        (
+            kv_put("m", None, Some(json!("x".repeat(1100)))),
+            "KV metadata exceeds 1024 bytes",
+        ),
+    ] {
+        let message = kv_error(&writer, &request, Some(b"v")).await?;
+        assert!(message.contains(expected), "{message}");
+    }
+    let stale = kv_put("m", Some(unix_now() - 3600), None);
     let message = kv_error(&writer, &stale, Some(b"v")).await?;
     assert!(message.contains("is not in the future"), "{message}");
     // The message names control's clock, not the skew tolerance.
@@ -1690,47 +1546,20 @@ async fn nodes_read_and_write_kv_over_quic_and_get_invalidations() -> anyhow::Re
     assert!(quoted_now.abs_diff(unix_now()) <= 2, "{message}");
     // Within the clock-skew tolerance, a past expiration is stored already expired: the
     // put acts as a delete.
-    let skewed = Request::KvPut {
-        namespace: "cache".into(),
-        key: "user/2".into(),
-        expiration: Some(unix_now() - 10),
-        metadata: None,
-    };
-    assert_eq!(
-        kv_call(&writer, &skewed, Some(b"v")).await?.0,
-        Response::KvDone
-    );
-    watcher_sync.invalidation().await?;
-    writer_sync.invalidation().await?;
-    let gone = Request::KvGet {
-        namespace: "cache".into(),
-        key: "user/2".into(),
-    };
+    let skewed = kv_put("user/2", Some(unix_now() - 10), None);
+    kv_done(&writer, &skewed, Some(b"v")).await?;
+    all_invalidate([&mut watcher_sync, &mut writer_sync], "user/2").await?;
     assert!(matches!(
-        kv_call(&writer, &gone, None).await?.0,
+        ask(&writer, &kv_get("cache", "user/2"), None).await?.0,
         Response::KvEntry { found: false, .. }
     ));
-    let unknown = Request::KvGet {
-        namespace: "nope".into(),
-        key: "a".into(),
-    };
-    let message = kv_error(&writer, &unknown, None).await?;
+    let message = kv_error(&writer, &kv_get("nope", "a"), None).await?;
     assert!(message.contains("no KV namespace \"nope\""), "{message}");
-    let message = kv_error(
-        &writer,
-        &Request::KvList {
-            namespace: "cache".into(),
-            prefix: None,
-            limit: Some(0),
-            cursor: None,
-        },
-        None,
-    )
-    .await?;
+    let message = kv_error(&writer, &kv_list(None, 0, None), None).await?;
     assert!(message.contains("between 1 and 1000"), "{message}");
     // A value over 25 MiB is refused from its length alone.
     let (mut send, mut recv) = writer.open_bi().await?;
-    wire::write_message(&mut send, &put_key("huge".into())).await?;
+    wire::write_message(&mut send, &kv_put("huge", None, None)).await?;
     let too_big = u32::try_from(25 * 1024 * 1024 + 1)?;
     send.write_all(&too_big.to_be_bytes()).await?;
     let response: Option<Response> = wire::read_message(&mut recv).await?;
@@ -1741,24 +1570,16 @@ async fn nodes_read_and_write_kv_over_quic_and_get_invalidations() -> anyhow::Re
         other => bail!("oversized value: {other:?}"),
     }
     // A put without its value frame is refused.
-    let message = kv_error(&writer, &put_key("no-value".into()), None).await?;
+    let message = kv_error(&writer, &kv_put("no-value", None, None), None).await?;
     assert!(message.contains("followed by one frame"), "{message}");
     // Nothing refused was announced: the next invalidation is the next write.
+    kv_done(&writer, &kv_put("after", None, None), Some(b"v")).await?;
     assert_eq!(
-        kv_call(&writer, &put_key("after".into()), Some(b"v"))
-            .await?
-            .0,
-        Response::KvDone
+        admin
+            .code(Method::DELETE, "/v1/kv/cache/values/from-api")
+            .await?,
+        StatusCode::OK
     );
-    let (status, _, _) = raw(
-        &admin,
-        Method::DELETE,
-        "/v1/kv/cache/values/from-api",
-        &[],
-        None,
-    )
-    .await?;
-    assert_eq!(status, StatusCode::OK);
     assert_eq!(
         watcher_sync.invalidation().await?,
         ("cache".to_owned(), vec!["after".to_owned()])
@@ -1769,13 +1590,7 @@ async fn nodes_read_and_write_kv_over_quic_and_get_invalidations() -> anyhow::Re
     );
 
     // Creating a namespace is a snapshot change nodes receive.
-    let created: KvNamespaceChanged = admin
-        .ok(
-            Method::POST,
-            "/v1/kv/namespaces",
-            Some(json!({ "name": "sessions" })),
-        )
-        .await?;
+    let created = admin.create_namespace("sessions").await?;
     let pushed = watcher_sync.next().await?;
     assert_eq!(pushed.version, created.snapshot_version);
     assert_eq!(pushed.kv_namespaces, ["cache", "sessions"]);
@@ -1790,16 +1605,9 @@ async fn a_node_that_misses_invalidations_is_closed_to_resync() -> anyhow::Resul
     let init = outpost_control::init(&dir.0)?;
     let control = start(&dir).await?;
     let admin = Admin::new(&control, &init.admin_token);
-    admin
-        .ok::<KvNamespaceChanged>(
-            Method::POST,
-            "/v1/kv/namespaces",
-            Some(json!({ "name": "cache" })),
-        )
-        .await?;
-    let identity = join_ok(control.quic_addr(), &init.join_token, "slow").await?;
-    let connection = connect(control.quic_addr(), &identity).await?;
-    let mut sync = Sync::open(&connection, None).await?;
+    admin.create_namespace("cache").await?;
+    let (_, connection, mut sync) =
+        join_and_sync(control.quic_addr(), &init.join_token, "slow").await?;
     sync.next().await?;
 
     // The node stops reading: long keys fill the stream's flow-control window, then more
@@ -1809,19 +1617,13 @@ async fn a_node_that_misses_invalidations_is_closed_to_resync() -> anyhow::Resul
             .map(|i| json!({ "key": format!("{round}-{i:05}-{}", "k".repeat(480)), "value": "" }))
             .collect();
         admin
-            .ok::<KvWritten>(Method::POST, "/v1/kv/cache/bulk", Some(json!(entries)))
+            .post::<KvWritten>("/v1/kv/cache/bulk", Some(json!(entries)))
             .await?;
     }
     for i in 0..1100 {
-        let (status, _, _) = raw(
-            &admin,
-            Method::PUT,
-            &format!("/v1/kv/cache/values/n{i}"),
-            &[],
-            Some(Vec::new()),
-        )
-        .await?;
-        ensure!(status == StatusCode::OK);
+        admin
+            .put_value_ok(&format!("/v1/kv/cache/values/n{i}"), b"")
+            .await?;
     }
 
     // Reading again, the node gets what was buffered, then control closes it to resync.
@@ -1833,12 +1635,7 @@ async fn a_node_that_misses_invalidations_is_closed_to_resync() -> anyhow::Resul
     })
     .await;
     ensure!(drained.is_ok(), "the sync stream never ended");
-    let closed = tokio::time::timeout(Duration::from_secs(2), connection.closed()).await?;
-    assert!(
-        matches!(&closed, quinn::ConnectionError::ApplicationClosed(close)
-            if close.error_code == quinn::VarInt::from_u32(wire::close::RESYNC)),
-        "{closed:?}"
-    );
+    closed_with(&connection, Duration::from_secs(2), wire::close::RESYNC).await?;
     control.shutdown().await;
     Ok(())
 }

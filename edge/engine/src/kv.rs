@@ -81,12 +81,13 @@ pub trait KvStore: Send + Sync + 'static {
     fn put(&self, namespace: &str, key: &str, value: Bytes, options: KvPutOptions) -> KvFuture<()>;
     /// Removes `key` (no error if absent).
     fn delete(&self, namespace: &str, key: &str) -> KvFuture<()>;
-    /// Live keys starting with `prefix`, after `cursor`, at most `limit`.
+    /// Live keys starting with `prefix`, after `cursor`, at most `limit` (the store's
+    /// default when `None`).
     fn list(
         &self,
         namespace: &str,
         prefix: &str,
-        limit: u32,
+        limit: Option<u64>,
         cursor: Option<&str>,
     ) -> KvFuture<KvListing>;
 }

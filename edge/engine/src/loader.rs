@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use deno_core::ModuleLoadOptions;
 use deno_core::ModuleLoadReferrer;
@@ -21,7 +22,7 @@ pub(crate) const BUNDLE_ROOT: &str = "file:///";
 /// `//# sourceMappingURL=` comments.
 pub(crate) struct BundleLoader {
     modules: StaticModuleLoader,
-    source_maps: HashMap<String, Vec<u8>>,
+    source_maps: HashMap<String, Arc<str>>,
 }
 
 impl BundleLoader {
@@ -30,7 +31,7 @@ impl BundleLoader {
         let modules = bundle.modules().filter_map(|(path, source)| {
             let url = format!("{BUNDLE_ROOT}{path}");
             if path.ends_with(".map") {
-                source_maps.insert(url, source.as_bytes().to_vec());
+                source_maps.insert(url, source.clone());
                 return None;
             }
             let specifier = ModuleSpecifier::parse(&url).ok()?;
@@ -66,7 +67,7 @@ impl ModuleLoader for BundleLoader {
     fn load_external_source_map(&self, source_map_url: &str) -> Option<Cow<'_, [u8]>> {
         self.source_maps
             .get(source_map_url)
-            .map(|map| Cow::Borrowed(map.as_slice()))
+            .map(|map| Cow::Borrowed(map.as_bytes()))
     }
 
     fn source_map_source_exists(&self, source_url: &str) -> Option<bool> {

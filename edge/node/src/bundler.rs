@@ -103,10 +103,14 @@ fn esbuild(main: &Path, project_dir: &Path) -> Result<Bundle, BuildError> {
             message: String::from_utf8_lossy(&output.stderr).trim().to_string(),
         });
     }
+    let warnings = String::from_utf8_lossy(&output.stderr);
+    if !warnings.trim().is_empty() {
+        tracing::warn!(target: "outpost::bundler", entry, "esbuild: {}", warnings.trim());
+    }
     let code = std::fs::read_to_string(&out_file).map_err(io)?;
     let map = std::fs::read_to_string(out_dir.join("index.js.map")).map_err(io)?;
     // Sources in the map are relative to the output directory; make them relative to
-    // the entry's directory so stack traces read `file:///src/index.ts:3:11`.
+    // the project directory so stack traces read `file:///src/index.ts:3:11`.
     let map = relocate_sources(&map, &out_dir, project_dir);
     Ok(Bundle::new(
         "index.js",

@@ -96,12 +96,7 @@ impl EdgeProxy {
             .client_addr()
             .and_then(|addr| addr.as_inet())
             .map(|addr| addr.ip());
-        let client = match client {
-            Some(std::net::IpAddr::V4(ip)) => ip.octets().to_vec(),
-            Some(std::net::IpAddr::V6(ip)) => ip.octets().to_vec(),
-            None => Vec::new(),
-        };
-        let key = match state.resolve(function, &client) {
+        let key = match state.resolve(function, client) {
             Resolved::Run(live) => live.key.clone(),
             Resolved::Refused(reason) => {
                 let body = format!("function {function:?} is unavailable: {reason}\n");

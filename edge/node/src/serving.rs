@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::hash::Hasher;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use outpost_routing::RouteTable;
@@ -57,10 +58,10 @@ pub enum Resolved<'a> {
 }
 
 impl ServingState {
-    /// The version of `function` that serves a client whose sticky key is `client`
-    /// (the client IP's bytes): the same client always lands on the same version
-    /// while the shares stay the same.
-    pub fn resolve(&self, function: &str, client: &[u8]) -> Resolved<'_> {
+    /// The version of `function` that serves the client at `client` (its IP, when known):
+    /// the same client always lands on the same version while the shares stay the same.
+    /// The address is only hashed when a gradual deploy splits the function.
+    pub fn resolve(&self, function: &str, client: Option<IpAddr>) -> Resolved<'_> {
         match self.functions.get(function) {
             Some(FunctionEntry::Live(keys)) if keys.len() == 1 => Resolved::Run(&keys[0]),
             Some(FunctionEntry::Live(keys)) => {
@@ -77,19 +78,26 @@ impl ServingState {
 
     /// Engine keys of every live version.
     pub fn engine_keys(&self) -> impl Iterator<Item = &Arc<str>> {
-        self.functions.values().flat_map(|entry| match entry {
-            FunctionEntry::Live(keys) => keys.iter().map(|key| &key.key).collect(),
-            FunctionEntry::Refused(_) => Vec::new(),
-        })
+        self.functions
+            .values()
+            .flat_map(|entry| match entry {
+                FunctionEntry::Live(keys) => keys.as_slice(),
+                FunctionEntry::Refused(_) => &[],
+            })
+            .map(|live| &live.key)
     }
 }
 
 /// A client's bucket (0..100) for `function`: FNV-1a of both, stable across nodes and restarts.
-fn client_bucket(function: &str, client: &[u8]) -> u8 {
+fn client_bucket(function: &str, client: Option<IpAddr>) -> u8 {
     let mut hasher = outpost_engine::StableHasher::default();
     hasher.write(function.as_bytes());
     hasher.write(&[0]);
-    hasher.write(client);
+    match client {
+        Some(IpAddr::V4(ip)) => hasher.write(&ip.octets()),
+        Some(IpAddr::V6(ip)) => hasher.write(&ip.octets()),
+        None => {}
+    }
     u8::try_from(hasher.finish() % 100).unwrap_or(0)
 }
 
@@ -113,7 +121,7 @@ mod tests {
     }
 
     fn version_for(state: &ServingState, client: u32) -> String {
-        match state.resolve("api", &client.to_be_bytes()) {
+        match state.resolve("api", Some(IpAddr::from(client.to_be_bytes()))) {
             Resolved::Run(key) => key.version.to_string(),
             other => format!("{other:?}"),
         }
@@ -150,7 +158,7 @@ mod tests {
         state
             .functions
             .insert("bad".into(), FunctionEntry::Refused("boom".into()));
-        assert_eq!(state.resolve("bad", b""), Resolved::Refused("boom"));
-        assert_eq!(state.resolve("nope", b""), Resolved::Missing);
+        assert_eq!(state.resolve("bad", None), Resolved::Refused("boom"));
+        assert_eq!(state.resolve("nope", None), Resolved::Missing);
     }
 }

@@ -30,11 +30,13 @@ use outpost_proto::kv::check_namespace_name;
 use outpost_proto::kv::check_value_size;
 use outpost_proto::kv::decode_cursor;
 use outpost_proto::kv::encode_cursor;
+use outpost_proto::wire::ControlMessage;
 use rusqlite::Connection;
 use rusqlite::OptionalExtension;
 use rusqlite::Transaction;
 use rusqlite::TransactionBehavior;
 use tokio::sync::broadcast;
+use tracing::error;
 use tracing::info;
 
 use super::Store;
@@ -57,14 +59,9 @@ const RESERVED_NAMESPACES: &[&str] = &["namespaces"];
 /// purge never holds the connection for long.
 const PURGE_BATCH: usize = 1000;
 
-/// Keys of a namespace that changed; `keys` is empty when the whole namespace went away.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct KvInvalidation {
-    /// The namespace.
-    pub(crate) namespace: String,
-    /// The changed keys (empty: every key).
-    pub(crate) keys: Vec<String>,
-}
+/// Keys of a namespace that changed (none: the whole namespace went away), as the JSON
+/// of a [`ControlMessage::KvInvalidate`], serialized once for every node.
+pub(crate) type KvInvalidation = Arc<[u8]>;
 
 /// One entry with its value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,26 +87,33 @@ pub(crate) fn unix_now() -> u64 {
 impl Store {
     /// Invalidations from now on; a receiver that falls [`INVALIDATION_BACKLOG`]
     /// messages behind gets `Lagged`.
-    pub(crate) fn subscribe_kv(&self) -> broadcast::Receiver<Arc<KvInvalidation>> {
+    pub(crate) fn subscribe_kv(&self) -> broadcast::Receiver<KvInvalidation> {
         self.invalidations.subscribe()
     }
 
-    /// Announces changed keys (none: the whole namespace). Call after the commit, while
-    /// still holding the connection lock, so announcements follow commit order.
-    fn announce(&self, namespace: &str, keys: Vec<String>) {
-        let message = |keys: Vec<String>| {
-            Arc::new(KvInvalidation {
-                namespace: namespace.to_owned(),
-                keys,
-            })
-        };
-        // Sending fails only when no node is connected, which is fine.
-        if keys.is_empty() {
-            let _ = self.invalidations.send(message(keys));
-            return;
-        }
+    /// Announces changed keys, at most [`INVALIDATION_CHUNK`] per message (no message
+    /// for no keys). Call after the commit, while still holding the connection lock, so
+    /// announcements follow commit order.
+    fn announce(&self, namespace: &str, keys: &[String]) {
         for chunk in keys.chunks(INVALIDATION_CHUNK) {
-            let _ = self.invalidations.send(message(chunk.to_vec()));
+            self.invalidate(namespace, chunk.to_vec());
+        }
+    }
+
+    /// Sends one invalidation; no keys means every key of the namespace.
+    fn invalidate(&self, namespace: &str, keys: Vec<String>) {
+        let message = ControlMessage::KvInvalidate {
+            namespace: namespace.to_owned(),
+            keys,
+        };
+        match serde_json::to_vec(&message) {
+            // Sending fails only when no node is connected, which is fine.
+            Ok(bytes) => {
+                let _ = self.invalidations.send(bytes.into());
+            }
+            Err(error) => {
+                error!(target: LOG_TARGET, namespace, %error, "cannot serialize a KV invalidation")
+            }
         }
     }
 
@@ -131,7 +135,7 @@ impl Store {
             .map(|(name, created_ms)| {
                 let bound_by: BTreeSet<String> = bound
                     .iter()
-                    .filter(|live| live.bindings.iter().any(|b| b.namespace == name))
+                    .filter(|live| live.binds(&name))
                     .map(|live| live.function.clone())
                     .collect();
                 KvNamespaceInfo {
@@ -185,7 +189,7 @@ impl Store {
             ensure_namespace(tx, name)?;
             let users: Vec<String> = live_bindings(tx)?
                 .into_iter()
-                .filter(|live| live.bindings.iter().any(|b| b.namespace == name))
+                .filter(|live| live.binds(name))
                 .map(|live| format!("{} v{}", live.function, live.version))
                 .collect();
             if !users.is_empty() {
@@ -199,7 +203,7 @@ impl Store {
         })?;
         // Nodes must not keep entries of a namespace re-created under the same name. (No
         // write to it can have committed since: it does not exist.)
-        self.announce(name, Vec::new());
+        self.invalidate(name, Vec::new());
         info!(target: LOG_TARGET, namespace = name, "deleted KV namespace");
         Ok(KvNamespaceChanged {
             namespace: name.to_owned(),
@@ -254,7 +258,7 @@ impl Store {
         ensure_namespace(&tx, namespace)?;
         upsert(&tx, namespace, &record, metadata.as_deref())?;
         tx.commit()?;
-        self.announce(namespace, vec![record.key]);
+        self.announce(namespace, &[record.key]);
         Ok(())
     }
 
@@ -281,7 +285,7 @@ impl Store {
         let Some(expiration) = expiration else {
             return Ok(false);
         };
-        self.announce(namespace, vec![key.to_owned()]);
+        self.announce(namespace, &[key.to_owned()]);
         Ok(outpost_proto::kv::is_live(expiration, now))
     }
 
@@ -326,7 +330,7 @@ impl Store {
             .collect::<Result<Vec<_>, _>>()?;
         drop(statement);
         drop(conn);
-        let mut keys = rows
+        let keys = rows
             .into_iter()
             .map(|(key, expiration, metadata)| {
                 Ok(KvKey {
@@ -336,7 +340,7 @@ impl Store {
                 })
             })
             .collect::<Result<Vec<_>, ControlError>>()?;
-        Ok(page(&mut keys, limit))
+        Ok(page(keys, limit))
     }
 
     /// Stores every record or none (one transaction), then announces their keys;
@@ -364,9 +368,7 @@ impl Store {
             .into_iter()
             .map(str::to_owned)
             .collect();
-        if !keys.is_empty() {
-            self.announce(namespace, keys);
-        }
+        self.announce(namespace, &keys);
         info!(target: LOG_TARGET, namespace, entries = records.len(), "imported KV entries");
         Ok(records.len())
     }
@@ -479,6 +481,14 @@ struct LiveBindings {
     bindings: Vec<KvBinding>,
 }
 
+impl LiveBindings {
+    fn binds(&self, namespace: &str) -> bool {
+        self.bindings
+            .iter()
+            .any(|binding| binding.namespace == namespace)
+    }
+}
+
 fn live_bindings(conn: &Connection) -> Result<Vec<LiveBindings>, ControlError> {
     let mut statement = conn.prepare_cached(
         "SELECT l.function, l.version, v.kv
@@ -582,7 +592,7 @@ fn prefix_upper_bound(prefix: &[u8]) -> Option<Vec<u8>> {
 
 /// Turns up to `limit + 1` fetched keys into a page: the first `limit`, and a cursor
 /// after the last of them when more followed.
-fn page(keys: &mut Vec<KvKey>, limit: u32) -> KvKeyList {
+fn page(mut keys: Vec<KvKey>, limit: u32) -> KvKeyList {
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     let more = keys.len() > limit;
     keys.truncate(limit);
@@ -592,7 +602,7 @@ fn page(keys: &mut Vec<KvKey>, limit: u32) -> KvKeyList {
         None
     };
     KvKeyList {
-        keys: std::mem::take(keys),
+        keys,
         list_complete: cursor.is_none(),
         cursor,
     }
@@ -619,6 +629,21 @@ mod tests {
 
     fn names(list: &KvKeyList) -> Vec<&str> {
         list.keys.iter().map(|key| key.name.as_str()).collect()
+    }
+
+    /// The next invalidation announced: its namespace and keys.
+    fn next_invalidation(
+        invalidations: &mut broadcast::Receiver<KvInvalidation>,
+    ) -> Result<(String, Vec<String>), ControlError> {
+        let message = invalidations
+            .try_recv()
+            .map_err(|e| ControlError::Task(e.to_string()))?;
+        match serde_json::from_slice(&message) {
+            Ok(ControlMessage::KvInvalidate { namespace, keys }) => Ok((namespace, keys)),
+            other => Err(ControlError::Task(format!(
+                "not an invalidation: {other:?}"
+            ))),
+        }
     }
 
     #[test]
@@ -661,15 +686,13 @@ mod tests {
             expiration: None,
             metadata: None,
         };
-        let mut three = vec![key("a"), key("b"), key("c")];
-        let page_of_two = page(&mut three, 2);
+        let page_of_two = page(vec![key("a"), key("b"), key("c")], 2);
         assert_eq!(names(&page_of_two), ["a", "b"]);
         assert!(!page_of_two.list_complete);
         assert_eq!(page_of_two.cursor, Some(encode_cursor("b")));
-        let mut two = vec![key("a"), key("b")];
-        let whole = page(&mut two, 2);
+        let whole = page(vec![key("a"), key("b")], 2);
         assert!(whole.list_complete && whole.cursor.is_none());
-        let empty = page(&mut Vec::new(), 5);
+        let empty = page(Vec::new(), 5);
         assert!(empty.list_complete && empty.keys.is_empty());
     }
 
@@ -749,15 +772,9 @@ mod tests {
         with_metadata.metadata = Some(json!({ "tag": "x" }));
         store.kv_put("ns", with_metadata.clone())?;
         assert_eq!(store.kv_get("ns", "a", NOW)?, Some(with_metadata));
-        let announced = invalidations
-            .try_recv()
-            .map_err(|e| ControlError::Task(e.to_string()))?;
         assert_eq!(
-            *announced,
-            KvInvalidation {
-                namespace: "ns".into(),
-                keys: vec!["a".into()]
-            }
+            next_invalidation(&mut invalidations)?,
+            ("ns".into(), vec!["a".into()])
         );
         // Refused writes change nothing and announce nothing.
         let too_long = record(&"k".repeat(513), "1", None);
@@ -788,9 +805,10 @@ mod tests {
             .collect();
         assert_eq!(store.kv_import("ns", &many)?, 2500);
         let mut announced = 0;
-        while let Ok(message) = invalidations.try_recv() {
-            assert!(message.keys.len() <= INVALIDATION_CHUNK);
-            announced += message.keys.len();
+        while let Ok((namespace, keys)) = next_invalidation(&mut invalidations) {
+            assert_eq!(namespace, "ns");
+            assert!(keys.len() <= INVALIDATION_CHUNK);
+            announced += keys.len();
         }
         assert_eq!(announced, 2500);
         Ok(())
@@ -861,10 +879,10 @@ mod tests {
         let deleted = store.delete_kv_namespace("cache")?;
         assert_eq!(deleted.snapshot_version, store.current().version);
         assert!(store.current().kv_namespaces.is_empty());
-        let announced = invalidations
-            .try_recv()
-            .map_err(|e| ControlError::Task(e.to_string()))?;
-        assert!(announced.keys.is_empty());
+        assert_eq!(
+            next_invalidation(&mut invalidations)?,
+            ("cache".into(), Vec::new())
+        );
         // Rolling back to a version that binds the deleted namespace is refused.
         assert!(matches!(
             store.rollback("api", Some(2)),

@@ -112,11 +112,12 @@ async function bytesOf(value) {
   );
 }
 
-function seconds(value, name) {
-  if (value === undefined || value === null) return 0;
+/** A whole number for a numeric option, or undefined when absent; the store checks ranges. */
+function wholeNumber(value, name) {
+  if (value === undefined || value === null) return undefined;
   const number = Number(value);
-  if (!NumberIsFinite(number) || number < 1) {
-    throw new TypeError(`KV ${name} must be a positive number of seconds`);
+  if (!NumberIsFinite(number) || number < 0) {
+    throw new TypeError(`KV ${name} must be a number, not ${String(value)}`);
   }
   return MathFloor(number);
 }
@@ -149,10 +150,11 @@ class KVNamespace {
   async put(key, value, options = {}) {
     keyOf(key);
     const bytes = await bytesOf(value);
-    const expiration = seconds(options?.expiration, "expiration");
-    const expirationTtl = seconds(options?.expirationTtl, "expirationTtl");
-    const metadata = options?.metadata === undefined ? "" : JSONStringify(options.metadata);
-    await op_outpost_kv_put(this.#binding, key, bytes, expiration, expirationTtl, metadata ?? "");
+    await op_outpost_kv_put(this.#binding, key, bytes, {
+      expiration: wholeNumber(options?.expiration, "expiration"),
+      expirationTtl: wholeNumber(options?.expirationTtl, "expirationTtl"),
+      metadata: options?.metadata === undefined ? undefined : JSONStringify(options.metadata),
+    });
   }
 
   async delete(key) {
@@ -160,18 +162,11 @@ class KVNamespace {
   }
 
   async list(options = {}) {
-    const prefix = options?.prefix ?? "";
-    const cursor = options?.cursor ?? "";
-    let limit = 1000;
-    if (options?.limit !== undefined) {
-      limit = Number(options.limit);
-      if (!NumberIsFinite(limit) || limit < 1 || limit > 1000) {
-        throw new TypeError("KV list limit must be between 1 and 1000");
-      }
-      limit = MathFloor(limit);
-    }
+    const prefix = String(options?.prefix ?? "");
+    const limit = wholeNumber(options?.limit, "list limit");
+    const cursor = options?.cursor ? String(options.cursor) : undefined;
     const listing = JSONParse(
-      await op_outpost_kv_list(this.#binding, String(prefix), limit, String(cursor)),
+      await op_outpost_kv_list(this.#binding, { prefix, limit, cursor }),
     );
     return {
       keys: ArrayPrototypeMap(listing.keys, (key) => {
@@ -186,6 +181,5 @@ class KVNamespace {
     };
   }
 }
-
 
 export { KVNamespace };

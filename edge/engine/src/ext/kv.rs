@@ -67,21 +67,28 @@ pub async fn op_outpost_kv_get(
     }))
 }
 
+/// `put` options as the handler gave them; the store checks them.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PutArgs {
+    expiration: Option<u64>,
+    expiration_ttl: Option<u64>,
+    metadata: Option<String>,
+}
+
 #[op2]
 pub async fn op_outpost_kv_put(
     state: Rc<RefCell<OpState>>,
     #[string] binding: String,
     #[string] key: String,
     #[buffer] value: JsBuffer,
-    #[number] expiration: u64,
-    #[number] expiration_ttl: u64,
-    #[string] metadata: String,
+    #[serde] options: PutArgs,
 ) -> Result<(), JsErrorBox> {
     let (store, namespace) = resolve(&state, &binding)?;
     let options = KvPutOptions {
-        expiration: (expiration > 0).then_some(expiration),
-        expiration_ttl: (expiration_ttl > 0).then_some(expiration_ttl),
-        metadata: (!metadata.is_empty()).then_some(metadata),
+        expiration: options.expiration,
+        expiration_ttl: options.expiration_ttl,
+        metadata: options.metadata,
     };
     store
         .put(
@@ -92,6 +99,14 @@ pub async fn op_outpost_kv_put(
         )
         .await
         .map_err(js_error)
+}
+
+/// `list` options as the handler gave them; the store checks them.
+#[derive(serde::Deserialize)]
+pub struct ListArgs {
+    prefix: String,
+    limit: Option<u64>,
+    cursor: Option<String>,
 }
 
 #[op2]
@@ -110,14 +125,16 @@ pub async fn op_outpost_kv_delete(
 pub async fn op_outpost_kv_list(
     state: Rc<RefCell<OpState>>,
     #[string] binding: String,
-    #[string] prefix: String,
-    #[smi] limit: u32,
-    #[string] cursor: String,
+    #[serde] options: ListArgs,
 ) -> Result<String, JsErrorBox> {
     let (store, namespace) = resolve(&state, &binding)?;
-    let cursor = (!cursor.is_empty()).then_some(cursor.as_str());
     let listing = store
-        .list(&namespace, &prefix, limit, cursor)
+        .list(
+            &namespace,
+            &options.prefix,
+            options.limit,
+            options.cursor.as_deref(),
+        )
         .await
         .map_err(js_error)?;
     serde_json::to_string(&listing).map_err(|error| JsErrorBox::generic(error.to_string()))

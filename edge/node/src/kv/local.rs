@@ -141,10 +141,10 @@ impl KvStore for LocalKv {
         &self,
         namespace: &str,
         prefix: &str,
-        limit: u32,
+        limit: Option<u64>,
         cursor: Option<&str>,
     ) -> KvFuture<KvListing> {
-        let checked = kv::list_limit(Some(u64::from(limit))).and_then(|limit| {
+        let checked = kv::list_limit(limit).and_then(|limit| {
             let after = cursor
                 .map(kv::decode_cursor)
                 .transpose()?

@@ -55,23 +55,20 @@ pub async fn join(control: &str, token: &str, name: &str) -> Result<Identity, Sy
     let config = outpost_proto::tls::join_client_config(&parts.ca_sha256)
         .map_err(|error| SyncError::Tls(error.to_string()))?;
     let (endpoint, connection) = connect(control, config).await?;
-    let (mut send, mut recv) = connection.open_bi().await.map_err(SyncError::connection)?;
     let request = Request::Join {
         token: token.to_string(),
         name: name.to_string(),
         csr_pem: key.csr_pem,
     };
-    wire::write_message(&mut send, &request).await?;
-    let _ = send.finish();
-    let response = wire::read_message::<_, Response>(&mut recv).await?;
+    let response = ask(&connection, &request).await;
     connection.close(0u32.into(), b"joined");
     endpoint.wait_idle().await;
-    match response {
-        Some(Response::Joined {
+    match response?.0 {
+        Response::Joined {
             node_id,
             cert_pem,
             ca_pem,
-        }) => {
+        } => {
             let ca = outpost_proto::tls::ca_sha256(&ca_pem)
                 .map_err(|error| SyncError::Tls(error.to_string()))?;
             if ca != parts.ca_sha256 {
@@ -86,10 +83,28 @@ pub async fn join(control: &str, token: &str, name: &str) -> Result<Identity, Sy
                 ca_pem,
             })
         }
+        other => Err(unexpected(other)),
+    }
+}
+
+/// Sends one request on its own stream and reads control's answer (an error answer
+/// becomes [`SyncError::Refused`]); the stream stays open for data that follows it.
+async fn ask(
+    connection: &quinn::Connection,
+    request: &Request,
+) -> Result<(Response, quinn::RecvStream), SyncError> {
+    let (mut send, mut recv) = connection.open_bi().await.map_err(SyncError::connection)?;
+    wire::write_message(&mut send, request).await?;
+    let _ = send.finish();
+    match wire::read_message::<_, Response>(&mut recv).await? {
         Some(Response::Error { message }) => Err(SyncError::Refused(message)),
-        Some(other) => Err(SyncError::Refused(format!("unexpected answer {other:?}"))),
+        Some(response) => Ok((response, recv)),
         None => Err(SyncError::Refused("control closed the stream".into())),
     }
+}
+
+fn unexpected(response: Response) -> SyncError {
+    SyncError::Refused(format!("unexpected answer {response:?}"))
 }
 
 /// Opens a QUIC connection to control.
@@ -247,14 +262,10 @@ async fn fetch_bundle(
     connection: &quinn::Connection,
     hash: &BundleHash,
 ) -> Result<Vec<u8>, SyncError> {
-    let (mut send, mut recv) = connection.open_bi().await.map_err(SyncError::connection)?;
-    wire::write_message(&mut send, &Request::Bundle { hash: hash.clone() }).await?;
-    let _ = send.finish();
-    match wire::read_message::<_, Response>(&mut recv).await? {
-        Some(Response::Bundle) => wire::read_bytes(&mut recv)
+    match ask(connection, &Request::Bundle { hash: hash.clone() }).await? {
+        (Response::Bundle, mut recv) => wire::read_bytes(&mut recv)
             .await?
             .ok_or_else(|| SyncError::Refused("the bundle stream ended early".into())),
-        Some(Response::Error { message }) => Err(SyncError::Refused(message)),
-        other => Err(SyncError::Refused(format!("unexpected answer {other:?}"))),
+        (other, _) => Err(unexpected(other)),
     }
 }

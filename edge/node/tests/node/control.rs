@@ -273,6 +273,62 @@ async fn control_deploys_to_every_node_and_nodes_survive_without_it() {
     let unknown = outpost(api, &token, &["versions", "nope"], None).await;
     assert_eq!(unknown.status.code(), Some(1), "{}", text(&unknown));
 
+    // KV through the CLI: a namespace, a key with a `/`, export/import, a missing key.
+    let kv = |args: &'static [&'static str], stdin: Option<&'static str>| {
+        outpost(api, &token, args, stdin)
+    };
+    for args in [
+        &["kv", "namespace", "create", "sessions"][..],
+        &["kv", "put", "sessions", "user/1", "hello"],
+        &[
+            "kv",
+            "put",
+            "sessions",
+            "user/2",
+            "--ttl",
+            "3600",
+            "--metadata",
+            "{\"plan\":\"pro\"}",
+        ],
+    ] {
+        let output = kv(args, Some("from stdin")).await;
+        assert!(output.status.success(), "{args:?}: {}", text(&output));
+    }
+    let got = kv(&["kv", "get", "sessions", "user/1"], None).await;
+    assert_eq!(
+        String::from_utf8_lossy(&got.stdout),
+        "hello",
+        "{}",
+        text(&got)
+    );
+    let got = kv(&["kv", "get", "sessions", "user/2"], None).await;
+    assert_eq!(
+        String::from_utf8_lossy(&got.stdout),
+        "from stdin",
+        "{}",
+        text(&got)
+    );
+    let listed = kv(
+        &["kv", "list", "sessions", "--prefix", "user/", "--json"],
+        None,
+    )
+    .await;
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let names: Vec<&str> = listed["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["user/1", "user/2"], "{listed}");
+    assert_eq!(
+        listed["keys"][1]["metadata"],
+        json!({ "plan": "pro" }),
+        "{listed}"
+    );
+    let missing = kv(&["kv", "get", "sessions", "nope"], None).await;
+    assert_eq!(missing.status.code(), Some(1), "{}", text(&missing));
+
     // v2, then rollback (instant, no upload) to v1.
     let v2 = project(&dir.path.join("v2"), "v2");
     let deployed = outpost(api, &token, &["deploy", &v2], None).await;

@@ -142,7 +142,7 @@ async fn kv_api_works_from_a_handler() {
         ("key", "512"),
         ("metadata", "1024"),
         ("limit", "1000"),
-        ("ttl", "positive"),
+        ("ttl", "at least 1 second"),
     ] {
         let (status, body) = call(&base, get.clone(), &format!("/bad?what={what}"), "").await;
         assert_eq!(status, 400, "{what}: {body}");

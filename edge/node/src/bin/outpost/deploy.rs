@@ -84,16 +84,13 @@ pub async fn deploy(control: &Control, args: DeployArgs, json: bool) -> Result<(
         }
     };
 
-    // The previous live version, to roll back to if the nodes refuse the new one.
+    // The version to roll back to if the nodes refuse the new one: the live one, or the
+    // stable (oldest) side of a gradual deploy.
     let previous = match control
         .get::<FunctionInfo>(&format!("/v1/functions/{name}"))
         .await
     {
-        Ok(info) => info
-            .live
-            .iter()
-            .find(|live| live.percent > 0)
-            .map(|live| live.version),
+        Ok(info) => info.live.last().map(|live| live.version),
         Err(CliError::Api {
             status: StatusCode::NOT_FOUND,
             ..

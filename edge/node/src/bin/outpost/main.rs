@@ -57,6 +57,13 @@ enum Command {
         /// Folder to create; its name is the function's name.
         path: PathBuf,
     },
+    #[command(flatten)]
+    Control(ControlCommand),
+}
+
+/// Commands that talk to control.
+#[derive(Debug, Subcommand)]
+enum ControlCommand {
     /// Upload a project (folder with outpost.toml, or a handler file) as a new version and
     /// wait until every connected node serves it.
     Deploy(deploy::DeployArgs),
@@ -129,40 +136,35 @@ enum SecretCommand {
 fn main() {
     outpost_edge::init_logging();
     let cli = Cli::parse();
-    if let Command::Dev { path, port, host } = &cli.command {
-        if let Err(error) = dev(path, SocketAddr::new(*host, *port)) {
-            eprintln!("error: {error:#}");
-            std::process::exit(1);
+    let outcome = match cli.command {
+        Command::Dev { path, port, host } => {
+            dev(&path, SocketAddr::new(host, port)).map_err(|error| (1, format!("{error:#}")))
         }
-        return;
+        Command::Init { path } => init::init(&path)
+            .map(|()| {
+                println!(
+                    "created {0}: `cd {0} && npm install && npm test`, then `outpost dev {0}`",
+                    path.display()
+                )
+            })
+            .map_err(|error| (error.exit_code(), error.to_string())),
+        Command::Control(command) => control(command, &cli.control, cli.json)
+            .map_err(|error| (error.exit_code(), error.to_string())),
+    };
+    if let Err((code, message)) = outcome {
+        eprintln!("error: {message}");
+        std::process::exit(code);
     }
-    if let Command::Init { path } = &cli.command {
-        match init::init(path) {
-            Ok(()) => println!(
-                "created {0}: `cd {0} && npm install && npm test`, then `outpost dev {0}`",
-                path.display()
-            ),
-            Err(error) => {
-                eprintln!("error: {error}");
-                std::process::exit(error.exit_code());
-            }
-        }
-        return;
-    }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+}
+
+/// Runs one control command on a single-threaded runtime.
+fn control(command: ControlCommand, args: &ControlArgs, json: bool) -> Result<(), CliError> {
+    let control = Control::from_args(args)?;
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: {error}");
-            std::process::exit(1);
-        }
-    };
-    if let Err(error) = runtime.block_on(run(cli)) {
-        eprintln!("error: {error}");
-        std::process::exit(error.exit_code());
-    }
+        .map_err(|error| CliError::Input(format!("starting the runtime: {error}")))?
+        .block_on(run(&control, command, json))
 }
 
 fn dev(path: &std::path::Path, listen: SocketAddr) -> anyhow::Result<()> {
@@ -173,13 +175,10 @@ fn dev(path: &std::path::Path, listen: SocketAddr) -> anyhow::Result<()> {
     outpost_edge::serve_dev(path, listen)
 }
 
-async fn run(cli: Cli) -> Result<(), CliError> {
-    let control = Control::from_args(&cli.control)?;
-    let json = cli.json;
-    match cli.command {
-        Command::Dev { .. } | Command::Init { .. } => Ok(()),
-        Command::Deploy(args) => deploy::deploy(&control, args, json).await,
-        Command::Versions { function } => {
+async fn run(control: &Control, command: ControlCommand, json: bool) -> Result<(), CliError> {
+    match command {
+        ControlCommand::Deploy(args) => deploy::deploy(control, args, json).await,
+        ControlCommand::Versions { function } => {
             let versions: Vec<VersionInfo> = control
                 .get(&format!("/v1/functions/{function}/versions"))
                 .await?;
@@ -207,7 +206,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             });
             Ok(())
         }
-        Command::Rollback { function, version } => {
+        ControlCommand::Rollback { function, version } => {
             let published: Published = control
                 .call(
                     Method::POST,
@@ -218,7 +217,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             print_published(json, "rolled back", &published);
             Ok(())
         }
-        Command::Promote { function } => {
+        ControlCommand::Promote { function } => {
             let published: Published = control
                 .call(
                     Method::POST,
@@ -229,7 +228,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             print_published(json, "promoted", &published);
             Ok(())
         }
-        Command::Routes => {
+        ControlCommand::Routes => {
             let routes: Vec<RouteInfo> = control.get("/v1/routes").await?;
             print(json, &routes, || {
                 let mut out = format!(
@@ -251,9 +250,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             });
             Ok(())
         }
-        Command::Secret { command } => secret(&control, command, json).await,
-        Command::Kv { command } => kv::kv(&control, command, json).await,
-        Command::Vars { function } => {
+        ControlCommand::Secret { command } => secret(control, command, json).await,
+        ControlCommand::Kv { command } => kv::kv(control, command, json).await,
+        ControlCommand::Vars { function } => {
             let info: FunctionInfo = control.get(&format!("/v1/functions/{function}")).await?;
             print(json, &info.vars, || {
                 info.vars
@@ -263,7 +262,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             });
             Ok(())
         }
-        Command::Nodes => {
+        ControlCommand::Nodes => {
             let nodes: Vec<NodeInfo> = control.get("/v1/nodes").await?;
             print(json, &nodes, || {
                 let mut out = format!(
@@ -293,7 +292,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             });
             Ok(())
         }
-        Command::Status => {
+        ControlCommand::Status => {
             let status: Status = control.get("/v1/status").await?;
             print(json, &status, || {
                 format!(
