@@ -6,9 +6,10 @@
 //! the new snapshot (a node ACKs only after it serves it; a sample of nodes is checked
 //! over HTTP). Prints a markdown table.
 
+mod cluster;
+
 use std::path::Path;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 use std::time::Instant;
 
@@ -16,13 +17,12 @@ use anyhow::Context as _;
 use anyhow::Result;
 use anyhow::bail;
 use clap::Parser;
-use outpost_proto::BundleArchive;
-use outpost_proto::BundleHash;
-use outpost_proto::api::JoinToken;
-use outpost_proto::api::NewVersion;
-use outpost_proto::api::NodeInfo;
-use outpost_proto::api::Published;
-use outpost_routing::RouteRule;
+
+use crate::cluster::Api;
+use crate::cluster::Cluster;
+use crate::cluster::ms;
+use crate::cluster::percentile;
+use crate::cluster::rss_kib;
 
 /// Command-line flags.
 #[derive(Debug, Parser)]
@@ -62,36 +62,10 @@ struct FleetResult {
     cpu_per_node_pct: f64,
 }
 
-/// Kills its processes on drop.
-struct Processes(Vec<std::process::Child>);
-
-impl Drop for Processes {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-        }
-        for child in &mut self.0 {
-            let _ = child.wait();
-        }
-    }
-}
-
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("workspace root")?
-        .to_path_buf();
-    let bin_dir = root.join(&args.bin_dir);
-    for bin in ["outpost-edge", "outpost-control"] {
-        if !bin_dir.join(bin).exists() {
-            bail!(
-                "{} is missing: cargo build --release -p outpost-edge -p outpost-control",
-                bin_dir.join(bin).display()
-            );
-        }
-    }
+    let bin_dir = cluster::bin_dir(&args.bin_dir)?;
     let tmp = std::env::temp_dir().join(format!("outpost-fleet-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
     let mut results = Vec::new();
@@ -126,90 +100,11 @@ async fn main() -> Result<()> {
 }
 
 async fn run_fleet(args: &Args, bin_dir: &Path, dir: &Path, count: usize) -> Result<FleetResult> {
-    std::fs::create_dir_all(dir)?;
-    let control_dir = dir.join("control");
-    let init = outpost_control::init(&control_dir)?;
-    let api_port = free_port()?;
-    let quic_port = free_port()?;
-    let mut processes = Processes(Vec::new());
-    processes.0.push(
-        std::process::Command::new(bin_dir.join("outpost-control"))
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(&control_dir)
-            .arg("--api")
-            .arg(format!("127.0.0.1:{api_port}"))
-            .arg("--quic")
-            .arg(format!("127.0.0.1:{quic_port}"))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("control.log"))?)
-            .spawn()
-            .context("starting outpost-control")?,
-    );
-    let control_pid = processes.0[0].id();
-    let api = Api {
-        base: format!("http://127.0.0.1:{api_port}"),
-        token: init.admin_token.clone(),
-        http: reqwest::Client::new(),
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while api.nodes().await.is_err() {
-        if Instant::now() > deadline {
-            bail!(
-                "control did not start; see {}",
-                dir.join("control.log").display()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let rss_before = rss_kib(control_pid)?;
-
-    let node_config = dir.join("node.toml");
-    std::fs::write(
-        &node_config,
-        "[server]\nthreads = 1\n\n[engine]\nthreads = 1\nmemory_budget_mb = 256\n",
-    )?;
-    let mut ports = Vec::with_capacity(count);
-    for i in 0..count {
-        let token: JoinToken = api.post("/v1/join-tokens", &serde_json::json!({})).await?;
-        let port = free_port()?;
-        ports.push(port);
-        processes.0.push(
-            std::process::Command::new(bin_dir.join("outpost-edge"))
-                .arg("--config")
-                .arg(&node_config)
-                .arg("--listen")
-                .arg(format!("127.0.0.1:{port}"))
-                .arg("--control")
-                .arg(format!("127.0.0.1:{quic_port}"))
-                .arg("--join-token")
-                .arg(&token.token)
-                .arg("--data-dir")
-                .arg(dir.join(format!("node-{i}")))
-                .arg("--name")
-                .arg(format!("fleet-{i}"))
-                .env("RUST_LOG", "warn")
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(dir.join(format!("node-{i}.log")))?)
-                .spawn()
-                .context("starting outpost-edge")?,
-        );
-    }
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let connected = api.nodes().await?.iter().filter(|n| n.connected).count();
-        if connected == count {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!("only {connected}/{count} nodes connected");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-
+    let cluster = Cluster::start(bin_dir, dir, count, "").await?;
+    let (api, control_pid, ports) = (&cluster.api, cluster.control_pid, &cluster.ports);
+    let rss_before = cluster.control_rss_at_start_kib;
     // Warm-up deploy (first bundle fetch, first isolate), then the idle measurements.
-    deploy(&api, "warm-up", count).await?;
+    deploy(api, "warm-up", count).await?;
     let rss_after = rss_kib(control_pid)?;
     let cpu_before = cpu_ticks(control_pid)?;
     tokio::time::sleep(Duration::from_secs(args.idle_secs)).await;
@@ -219,7 +114,7 @@ async fn run_fleet(args: &Args, bin_dir: &Path, dir: &Path, count: usize) -> Res
     let mut all = Vec::new();
     let mut per_node = Vec::new();
     for k in 0..args.deploys {
-        let (total, nodes) = deploy(&api, &format!("deploy {k}"), count).await?;
+        let (total, nodes) = deploy(api, &format!("deploy {k}"), count).await?;
         all.push(total);
         per_node.extend(nodes);
     }
@@ -250,132 +145,18 @@ async fn run_fleet(args: &Args, bin_dir: &Path, dir: &Path, count: usize) -> Res
     })
 }
 
-/// Uploads a handler answering `body`, publishes it, and waits until all `count` nodes
-/// ACK. Returns the time until the last ACK and each node's time.
+/// Publishes a handler answering `body` and waits until all `count` nodes ACK it.
+/// Returns the time until the last ACK and each node's time.
 async fn deploy(api: &Api, body: &str, count: usize) -> Result<(Duration, Vec<Duration>)> {
     let source = format!(
         "export default {{ fetch() {{ return new Response({}); }} }};\n",
         serde_json::to_string(body)?
     );
-    let archive = BundleArchive {
-        main: "index.js".into(),
-        modules: [("index.js".to_string(), source)].into(),
-    };
-    let bytes = archive.to_bytes();
-    let hash = BundleHash::of(&bytes);
-    api.http
-        .put(format!("{}/v1/bundles/{hash}", api.base))
-        .bearer_auth(&api.token)
-        .body(bytes)
-        .send()
-        .await?
-        .error_for_status()?;
-    let published: Published = api
-        .post(
-            "/v1/functions/fleet/versions",
-            &NewVersion {
-                bundle: Some(hash),
-                routes: Some(vec![RouteRule {
-                    function: Some("fleet".into()),
-                    ..RouteRule::default()
-                }]),
-                ..NewVersion::default()
-            },
-        )
+    let published = api.publish("fleet", source, Vec::new()).await?;
+    let times = api
+        .until_applied(published.snapshot_version, count, Instant::now())
         .await?;
-    let start = Instant::now();
-    let target = published.snapshot_version;
-    let mut seen: std::collections::HashMap<String, Duration> = std::collections::HashMap::new();
-    let deadline = start + Duration::from_secs(60);
-    loop {
-        let nodes = api.nodes().await?;
-        let elapsed = start.elapsed();
-        for node in &nodes {
-            if node.applied_version.is_some_and(|v| v >= target) {
-                seen.entry(node.id.clone()).or_insert(elapsed);
-            }
-            if let Some(nack) = node.last_nack.as_ref().filter(|n| n.version >= target) {
-                bail!("node {} refused: {}", node.name, nack.error);
-            }
-        }
-        if seen.len() >= count {
-            let mut times: Vec<Duration> = seen.into_values().collect();
-            times.sort();
-            return Ok((times.last().copied().unwrap_or_default(), times));
-        }
-        if Instant::now() > deadline {
-            bail!("only {}/{count} nodes applied {body:?}", seen.len());
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
-
-struct Api {
-    base: String,
-    token: String,
-    http: reqwest::Client,
-}
-
-impl Api {
-    async fn nodes(&self) -> Result<Vec<NodeInfo>> {
-        Ok(self
-            .http
-            .get(format!("{}/v1/nodes", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?)
-    }
-
-    async fn post<B: serde::Serialize, T: serde::de::DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &B,
-    ) -> Result<T> {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .json(body)
-            .send()
-            .await?;
-        let status = response.status();
-        let text = response.text().await?;
-        if !status.is_success() {
-            bail!("POST {path}: {status}: {text}");
-        }
-        Ok(serde_json::from_str(&text)?)
-    }
-}
-
-fn percentile(sorted: &[Duration], p: usize) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let index = ((sorted.len() * p).div_ceil(100)).saturating_sub(1);
-    sorted[index.min(sorted.len() - 1)]
-}
-
-fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1000.0
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-fn rss_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
-        .context("VmRSS")
+    Ok((times.last().copied().unwrap_or_default(), times))
 }
 
 /// utime + stime of a process, in clock ticks.

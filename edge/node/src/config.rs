@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use outpost_engine::Bundle;
 use outpost_engine::FunctionSpec;
@@ -15,6 +16,7 @@ use outpost_routing::RouteRule;
 use outpost_routing::RouteTable;
 use serde::Deserialize;
 
+use crate::kv::KvCacheSettings;
 use crate::kv::LocalKv;
 
 /// Default listen address of a node.
@@ -43,6 +45,52 @@ pub struct NodeConfig {
     /// Ordered routes; the first match wins.
     #[serde(default)]
     pub routes: Vec<RouteRule>,
+    /// The KV cache of a node that follows control.
+    #[serde(default)]
+    pub kv: KvSection,
+}
+
+/// `[kv]`: the cache in front of control's KV namespaces (used under `--control`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KvSection {
+    /// Bytes the cache may hold (keys, values, metadata), in MiB.
+    pub cache_mb: u64,
+    /// How long a read is served from the cache when the handler passes no `cacheTtl`, in seconds.
+    pub cache_ttl_secs: u64,
+    /// How long past its `cacheTtl` an entry is still served while control is
+    /// unreachable, in seconds (0: never).
+    pub stale_if_error_secs: u64,
+    /// How long a read or write waits for control, in milliseconds.
+    pub timeout_ms: u64,
+}
+
+impl Default for KvSection {
+    fn default() -> Self {
+        KvSection {
+            cache_mb: 64,
+            cache_ttl_secs: 60,
+            stale_if_error_secs: 300,
+            timeout_ms: 5000,
+        }
+    }
+}
+
+impl KvSection {
+    /// The cache settings, checked.
+    pub fn settings(&self) -> Result<KvCacheSettings, ConfigError> {
+        if self.cache_ttl_secs == 0 || self.timeout_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "kv.cache_ttl_secs and kv.timeout_ms must be at least 1".into(),
+            ));
+        }
+        Ok(KvCacheSettings {
+            max_bytes: self.cache_mb.saturating_mul(1024 * 1024),
+            cache_ttl: Duration::from_secs(self.cache_ttl_secs),
+            stale_if_error: Duration::from_secs(self.stale_if_error_secs),
+            timeout: Duration::from_millis(self.timeout_ms),
+        })
+    }
 }
 
 /// `[server]`: the HTTP listener.
@@ -188,6 +236,8 @@ pub struct NodeSetup {
     pub max_body_bytes: u64,
     /// Origin cache size in bytes.
     pub cache_bytes: usize,
+    /// The KV cache under control.
+    pub kv: KvCacheSettings,
     /// What a node without control serves (ignored under control).
     pub local: LocalSetup,
 }
@@ -294,6 +344,7 @@ impl NodeConfig {
             memory_budget_bytes: mib(self.engine.memory_budget_mb),
             max_body_bytes: self.server.max_body_bytes,
             cache_bytes: mib(self.server.cache_mb),
+            kv: self.kv.settings()?,
             local: LocalSetup {
                 default_origin: self.server.default_origin,
                 functions,
@@ -531,6 +582,7 @@ pub fn dev_config(path: &Path, listen: SocketAddr) -> Result<(NodeConfig, PathBu
             threads: 1,
             ..EngineSection::default()
         },
+        kv: KvSection::default(),
         routes: vec![RouteRule {
             function: Some(manifest.name.clone()),
             origin: fallback,

@@ -53,6 +53,7 @@ pub fn embedded_setup(listen: std::net::SocketAddr) -> anyhow::Result<NodeSetup>
         memory_budget_bytes: 1024 * 1024 * 1024,
         max_body_bytes: config::DEFAULT_MAX_BODY_BYTES,
         cache_bytes: 0,
+        kv: config::KvSection::default().settings()?,
         local: LocalSetup {
             default_origin: None,
             functions: vec![FunctionSpec {

@@ -12,7 +12,7 @@ use outpost_edge::sync::SyncConfig;
 #[command(version, about)]
 struct Args {
     /// Node config (TOML). Without it (and without --control) the node serves the
-    /// built-in hello example. Under --control only its [server] and [engine] apply.
+    /// built-in hello example. Under --control only its [server], [engine] and [kv] apply.
     #[arg(long, short)]
     config: Option<PathBuf>,
     /// Listen address [default: the config's, else 127.0.0.1:8080].
@@ -62,6 +62,7 @@ fn main() -> anyhow::Result<()> {
     match args.control {
         Some(control) => {
             let name = args.name.unwrap_or_else(host_name);
+            let kv = setup.kv.clone();
             outpost_edge::serve_controlled(
                 setup,
                 SyncConfig {
@@ -69,6 +70,7 @@ fn main() -> anyhow::Result<()> {
                     join_token: args.join_token,
                     data_dir: args.data_dir,
                     name,
+                    kv,
                 },
             )
         }

@@ -2,8 +2,6 @@
 
 use std::path::Path;
 use std::sync::Mutex;
-use std::time::SystemTime;
-use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
 use outpost_engine::kv::KvEntry;
@@ -15,6 +13,10 @@ use outpost_engine::kv::KvPutOptions;
 use outpost_engine::kv::KvStore;
 use outpost_proto::kv;
 use rusqlite::OptionalExtension;
+
+use crate::kv::invalid;
+use crate::kv::ready;
+use crate::kv::unix_now;
 
 /// Every namespace of a node or project in one SQLite file.
 pub struct LocalKv {
@@ -55,22 +57,6 @@ impl LocalKv {
     }
 }
 
-/// Unix seconds now.
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
-}
-
-fn invalid(error: kv::KvLimitError) -> KvError {
-    KvError::Invalid(error.to_string())
-}
-
-fn ready<T: Send + 'static>(result: Result<T, KvError>) -> KvFuture<T> {
-    Box::pin(std::future::ready(result))
-}
-
 impl KvStore for LocalKv {
     fn get(
         &self,
@@ -85,7 +71,7 @@ impl KvStore for LocalKv {
                     db.query_row(
                         "SELECT value, metadata, expiration FROM kv
                          WHERE namespace = ?1 AND key = ?2 AND (expiration IS NULL OR expiration > ?3)",
-                        rusqlite::params![namespace, key, now()],
+                        rusqlite::params![namespace, key, unix_now()],
                         |row| {
                             Ok(KvEntry {
                                 value: Bytes::from(row.get::<_, Vec<u8>>(0)?),
@@ -101,7 +87,7 @@ impl KvStore for LocalKv {
     }
 
     fn put(&self, namespace: &str, key: &str, value: Bytes, options: KvPutOptions) -> KvFuture<()> {
-        let now = now();
+        let now = unix_now();
         let checked = (|| {
             kv::check_key(key)?;
             kv::check_value_size(value.len())?;
@@ -160,7 +146,7 @@ impl KvStore for LocalKv {
                          ORDER BY key LIMIT ?5",
                 )?;
                 let rows = statement.query_map(
-                    rusqlite::params![namespace, after, prefix, now(), limit + 1],
+                    rusqlite::params![namespace, after, prefix, unix_now(), limit + 1],
                     |row| {
                         Ok(KvListKey {
                             name: row.get(0)?,

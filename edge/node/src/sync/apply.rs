@@ -9,6 +9,8 @@ use outpost_engine::Bundle;
 use outpost_engine::Engine;
 use outpost_engine::FunctionSpec;
 use outpost_engine::Limits;
+use outpost_engine::kv::KvBindings;
+use outpost_engine::kv::KvStore;
 use outpost_proto::Deployment;
 use outpost_proto::Snapshot;
 use sha2::Digest;
@@ -25,15 +27,22 @@ use crate::sync::disk::NodeStore;
 pub struct Applier {
     engine: Arc<Engine>,
     state: Arc<ArcSwap<ServingState>>,
+    kv: Arc<dyn KvStore>,
     deployed: HashSet<Arc<str>>,
 }
 
 impl Applier {
-    /// An applier over the node's engine and the state its proxy reads.
-    pub fn new(engine: Arc<Engine>, state: Arc<ArcSwap<ServingState>>) -> Applier {
+    /// An applier over the node's engine, the state its proxy reads and the store
+    /// behind KV bindings.
+    pub fn new(
+        engine: Arc<Engine>,
+        state: Arc<ArcSwap<ServingState>>,
+        kv: Arc<dyn KvStore>,
+    ) -> Applier {
         Applier {
             engine,
             state,
+            kv,
             deployed: HashSet::new(),
         }
     }
@@ -116,12 +125,13 @@ impl Applier {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone())),
         );
-        // The key names the exact content (bundle, env, limits): a secret or var change
-        // boots a new isolate rather than mutating a live one.
+        // The key names the exact content (bundle, env, limits, KV bindings): a secret or
+        // var change boots a new isolate rather than mutating a live one.
         let mut digest = sha2::Sha256::new();
         digest.update(deployment.bundle.as_str());
         digest.update(serde_json::to_vec(&env).unwrap_or_default());
         digest.update(serde_json::to_vec(&limits_json).unwrap_or_default());
+        digest.update(serde_json::to_vec(&deployment.kv).unwrap_or_default());
         let fingerprint = hex::encode(&digest.finalize()[..4]);
         let key: Arc<str> = Arc::from(format!("{function}@v{}.{fingerprint}", deployment.version));
         if self.deployed.contains(&key) {
@@ -137,7 +147,14 @@ impl Applier {
                 env,
                 limits,
                 preload: true,
-                kv: None,
+                kv: (!deployment.kv.is_empty()).then(|| KvBindings {
+                    store: self.kv.clone(),
+                    namespaces: deployment
+                        .kv
+                        .iter()
+                        .map(|binding| (binding.binding.clone(), binding.namespace.clone()))
+                        .collect(),
+                }),
             })
             .await
             .map_err(|error| error.to_string())?;

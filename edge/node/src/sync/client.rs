@@ -13,6 +13,7 @@ use outpost_proto::wire::NodeMessage;
 use outpost_proto::wire::Request;
 use outpost_proto::wire::Response;
 
+use crate::kv::RemoteKv;
 use crate::sync::Applier;
 use crate::sync::Backoff;
 use crate::sync::SyncConfig;
@@ -89,12 +90,24 @@ pub async fn join(control: &str, token: &str, name: &str) -> Result<Identity, Sy
 
 /// Sends one request on its own stream and reads control's answer (an error answer
 /// becomes [`SyncError::Refused`]); the stream stays open for data that follows it.
-async fn ask(
+pub(crate) async fn ask(
     connection: &quinn::Connection,
     request: &Request,
 ) -> Result<(Response, quinn::RecvStream), SyncError> {
+    ask_with(connection, request, None).await
+}
+
+/// [`ask`], with one raw frame (`body`) sent after the request.
+pub(crate) async fn ask_with(
+    connection: &quinn::Connection,
+    request: &Request,
+    body: Option<&[u8]>,
+) -> Result<(Response, quinn::RecvStream), SyncError> {
     let (mut send, mut recv) = connection.open_bi().await.map_err(SyncError::connection)?;
     wire::write_message(&mut send, request).await?;
+    if let Some(body) = body {
+        wire::write_bytes(&mut send, body).await?;
+    }
     let _ = send.finish();
     match wire::read_message::<_, Response>(&mut recv).await? {
         Some(Response::Error { message }) => Err(SyncError::Refused(message)),
@@ -103,7 +116,7 @@ async fn ask(
     }
 }
 
-fn unexpected(response: Response) -> SyncError {
+pub(crate) fn unexpected(response: Response) -> SyncError {
     SyncError::Refused(format!("unexpected answer {response:?}"))
 }
 
@@ -138,6 +151,7 @@ pub struct SyncClient {
     identity: Identity,
     store: NodeStore,
     applier: Applier,
+    kv: RemoteKv,
     applied: Option<u64>,
 }
 
@@ -148,6 +162,7 @@ impl SyncClient {
         identity: Identity,
         store: NodeStore,
         applier: Applier,
+        kv: RemoteKv,
         applied: Option<u64>,
     ) -> SyncClient {
         SyncClient {
@@ -155,6 +170,7 @@ impl SyncClient {
             identity,
             store,
             applier,
+            kv,
             applied,
         }
     }
@@ -164,7 +180,9 @@ impl SyncClient {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(15));
         loop {
             let started = Instant::now();
-            match self.session().await {
+            let session = self.session().await;
+            self.kv.disconnected();
+            match session {
                 Ok(()) => {
                     tracing::warn!(target: "outpost::sync", "control closed the connection; serving the last good snapshot")
                 }
@@ -196,6 +214,7 @@ impl SyncClient {
             },
         )
         .await?;
+        self.kv.connected(connection.clone());
         tracing::info!(target: "outpost::sync", control = %self.config.control, applied = ?self.applied, "connected to control");
         loop {
             let message = match wire::read_message::<_, ControlMessage>(&mut recv).await {
@@ -211,8 +230,8 @@ impl SyncClient {
             };
             let snapshot = match message {
                 ControlMessage::Snapshot { snapshot } => snapshot,
-                other => {
-                    tracing::debug!(target: "outpost::sync", ?other, "ignoring a control message this node does not handle yet");
+                ControlMessage::KvInvalidate { namespace, keys } => {
+                    self.kv.invalidate(&namespace, &keys);
                     continue;
                 }
             };

@@ -8,7 +8,7 @@
 
 mod apply;
 mod backoff;
-mod client;
+pub(crate) mod client;
 pub mod disk;
 
 use std::path::PathBuf;
@@ -17,6 +17,8 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use outpost_engine::Engine;
 
+use crate::kv::KvCacheSettings;
+use crate::kv::RemoteKv;
 use crate::serving::ServingState;
 pub use crate::sync::apply::Applier;
 pub use crate::sync::backoff::Backoff;
@@ -35,6 +37,8 @@ pub struct SyncConfig {
     pub data_dir: PathBuf,
     /// The node's display name.
     pub name: String,
+    /// The cache in front of control's KV namespaces.
+    pub kv: KvCacheSettings,
 }
 
 /// Joins if needed, serves the snapshot saved on disk (if any) right away, and starts
@@ -63,7 +67,8 @@ pub fn start(
             identity
         }
     };
-    let mut applier = Applier::new(engine, state);
+    let kv = RemoteKv::new(config.kv.clone(), runtime.handle().clone());
+    let mut applier = Applier::new(engine, state, Arc::new(kv.clone()));
     let mut applied = None;
     match store.snapshot() {
         Ok(Some(snapshot)) => match runtime.block_on(applier.apply(&snapshot, &store)) {
@@ -80,7 +85,7 @@ pub fn start(
             tracing::error!(target: "outpost::sync", "the snapshot on disk is unreadable: {error}")
         }
     }
-    let client = SyncClient::new(config, identity, store, applier, applied);
+    let client = SyncClient::new(config, identity, store, applier, kv, applied);
     std::thread::Builder::new()
         .name("outpost-sync".into())
         .spawn(move || runtime.block_on(client.run()))?;

@@ -4,13 +4,14 @@ use std::net::IpAddr;
 use std::net::Ipv4Addr;
 use std::process::Output;
 
+use outpost_control::InitInfo;
 use outpost_control::RunningControl;
 use outpost_control::ServeConfig;
 
 use super::*;
 
 /// An `outpost-edge` process following control.
-struct ControlledNode {
+pub(super) struct ControlledNode {
     child: Child,
     port: u16,
     log: PathBuf,
@@ -19,7 +20,23 @@ struct ControlledNode {
 }
 
 impl ControlledNode {
-    fn start(name: &str, quic: SocketAddr, token: Option<&str>, data_dir: &Path) -> ControlledNode {
+    pub(super) fn start(
+        name: &str,
+        quic: SocketAddr,
+        token: Option<&str>,
+        data_dir: &Path,
+    ) -> ControlledNode {
+        ControlledNode::start_with(name, quic, token, data_dir, None)
+    }
+
+    /// [`ControlledNode::start`] with a node config file (its `[kv]` section applies).
+    pub(super) fn start_with(
+        name: &str,
+        quic: SocketAddr,
+        token: Option<&str>,
+        data_dir: &Path,
+        config: Option<&Path>,
+    ) -> ControlledNode {
         let port = free_port();
         let log = data_dir.with_extension("log");
         let mut command = Command::new(env!("CARGO_BIN_EXE_outpost-edge"));
@@ -44,6 +61,9 @@ impl ControlledNode {
         if let Some(token) = token {
             command.arg("--join-token").arg(token);
         }
+        if let Some(config) = config {
+            command.arg("--config").arg(config);
+        }
         let node = ControlledNode {
             child: command.spawn().unwrap(),
             port,
@@ -61,11 +81,11 @@ impl ControlledNode {
         ControlledNode::start(&self.name.clone(), quic, None, &self.data_dir.clone())
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(super) fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    fn log_text(&self) -> String {
+    pub(super) fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
@@ -78,7 +98,12 @@ impl Drop for ControlledNode {
 }
 
 /// Runs the `outpost` CLI against control.
-async fn outpost(api: SocketAddr, token: &str, args: &[&str], stdin: Option<&str>) -> Output {
+pub(super) async fn outpost(
+    api: SocketAddr,
+    token: &str,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_outpost"));
     command
         .args(args)
@@ -105,7 +130,7 @@ async fn outpost(api: SocketAddr, token: &str, args: &[&str], stdin: Option<&str
     .unwrap()
 }
 
-fn text(output: &Output) -> String {
+pub(super) fn text(output: &Output) -> String {
     format!(
         "exit {:?}\nstdout:\n{}\nstderr:\n{}",
         output.status.code(),
@@ -161,11 +186,47 @@ async fn until_all_serve(nodes: &[&ControlledNode], prefix: &str) {
     }
 }
 
-async fn start_control(dir: &Path) -> RunningControl {
+/// Waits until control lists `count` connected nodes.
+pub(super) async fn until_connected(api: SocketAddr, token: &str, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let nodes_out = outpost(api, token, &["nodes", "--json"], None).await;
+        let listed: Value = serde_json::from_slice(&nodes_out.stdout).unwrap_or(Value::Null);
+        let connected = listed.as_array().map_or(0, |all| {
+            all.iter().filter(|n| n["connected"] == true).count()
+        });
+        if connected == count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nodes did not connect: {}",
+            text(&nodes_out)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Initialises control in `<parent>/control` and starts it on ephemeral ports; returns
+/// its data dir, what `init` printed, and the running service.
+pub(super) async fn init_control(parent: &Path) -> (PathBuf, InitInfo, RunningControl) {
+    let dir = parent.join("control");
+    let init = outpost_control::init(&dir).unwrap();
+    let control = serve_control(
+        &dir,
+        "127.0.0.1:0".parse().unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await;
+    (dir, init, control)
+}
+
+/// Starts control on `dir` with these addresses (a restart keeps the nodes' address).
+pub(super) async fn serve_control(dir: &Path, api: SocketAddr, quic: SocketAddr) -> RunningControl {
     outpost_control::start(ServeConfig {
         data_dir: dir.to_path_buf(),
-        api_listen: "127.0.0.1:0".parse().unwrap(),
-        quic_listen: "127.0.0.1:0".parse().unwrap(),
+        api_listen: api,
+        quic_listen: quic,
     })
     .await
     .unwrap()
@@ -174,10 +235,8 @@ async fn start_control(dir: &Path) -> RunningControl {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_deploys_to_every_node_and_nodes_survive_without_it() {
     let dir = TempDir::new();
-    let control_dir = dir.path.join("control");
-    let init = outpost_control::init(&control_dir).unwrap();
+    let (control_dir, init, control) = init_control(&dir.path).await;
     let token = init.admin_token.clone();
-    let control = start_control(&control_dir).await;
     let (api, quic) = (control.api_addr(), control.quic_addr());
 
     // Three nodes join with one-time tokens.
@@ -197,23 +256,7 @@ async fn control_deploys_to_every_node_and_nodes_survive_without_it() {
             )
         })
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let nodes_out = outpost(api, &token, &["nodes", "--json"], None).await;
-        let listed: Value = serde_json::from_slice(&nodes_out.stdout).unwrap_or(Value::Null);
-        let connected = listed.as_array().map_or(0, |all| {
-            all.iter().filter(|n| n["connected"] == true).count()
-        });
-        if connected == 3 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "nodes did not connect: {}",
-            text(&nodes_out)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_connected(api, &token, 3).await;
 
     // deploy: every node serves v1 as soon as the command returns.
     let v1 = project(&dir.path.join("v1"), "v1");
@@ -416,13 +459,7 @@ async fn control_deploys_to_every_node_and_nodes_survive_without_it() {
     }
 
     // Control restarted on the same data dir loses nothing; nodes reconnect and follow.
-    let control = outpost_control::start(ServeConfig {
-        data_dir: control_dir.clone(),
-        api_listen: api,
-        quic_listen: quic,
-    })
-    .await
-    .unwrap();
+    let control = serve_control(&control_dir, api, quic).await;
     let status = outpost(api, &token, &["status", "--json"], None).await;
     let status: Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(status["functions"], 1, "{status}");
