@@ -29,7 +29,15 @@ fn main() {
             skip_op_registration: false,
             extensions: ext::extensions(),
             extension_transpiler: None,
-            with_runtime_cb: None,
+            // Compile the request path into the snapshot (see `warmup` in 00_runtime.js).
+            with_runtime_cb: Some(Box::new(|runtime| {
+                if let Err(error) = runtime.execute_script(
+                    "ext:outpost/warmup.js",
+                    r#"globalThis[Symbol.for("outpost.internal")].warmup();"#,
+                ) {
+                    panic!("warming up the startup snapshot failed: {error}");
+                }
+            })),
         },
         None,
     ) {

@@ -116,9 +116,7 @@ impl Cluster {
         let node_config = dir.join("node.toml");
         std::fs::write(
             &node_config,
-            format!(
-                "[server]\nthreads = 1\n\n[engine]\nthreads = 1\nmemory_budget_mb = 256\n\n{node_toml}"
-            ),
+            format!("[server]\nthreads = 1\n\n[engine]\nmemory_budget_mb = 256\n\n{node_toml}"),
         )?;
         let mut ports = Vec::with_capacity(count);
         for i in 0..count {

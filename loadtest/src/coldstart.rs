@@ -46,8 +46,7 @@ pub fn lazy_config(settings: &NodeSettings, port: u16, bundles: &[PathBuf]) -> N
     }
     NodeConfig {
         port,
-        server_threads: settings.server_threads,
-        engine_threads: settings.engine_threads,
+        threads: settings.threads,
         memory_budget_mb: settings.memory_budget_mb,
         functions,
         routes,

@@ -39,6 +39,9 @@ struct Args {
     /// Smoke run: 3 s wrk runs (overrides --duration).
     #[arg(long)]
     quick: bool,
+    /// Measured runs per target and throughput benchmark; the median run is reported.
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
     /// Run only one benchmark.
     #[arg(long, value_enum)]
     only: Option<Only>,
@@ -57,12 +60,9 @@ struct Args {
     /// CPU wrk is pinned to.
     #[arg(long, default_value_t = 1)]
     client_cpu: u32,
-    /// Outpost `[server] threads` (pingora workers).
+    /// Outpost `[server] threads` (workers: each accepts connections and runs isolates).
     #[arg(long, default_value_t = 1)]
-    server_threads: u32,
-    /// Outpost `[engine] threads` (V8 workers).
-    #[arg(long, default_value_t = 1)]
-    engine_threads: u32,
+    threads: u32,
     /// Outpost `[engine] memory_budget_mb`.
     #[arg(long, default_value_t = 1024)]
     memory_budget_mb: u32,
@@ -98,6 +98,8 @@ struct Ctx {
     wrk: WrkConfig,
     /// Measured run length, seconds.
     duration: u64,
+    /// Measured runs per target (median reported).
+    rounds: u32,
     /// Functions in the cold-start and memory benchmarks.
     cold_functions: usize,
     /// Client for readiness checks and response validation.
@@ -113,6 +115,9 @@ enum Workload {
     Hello,
     /// realistic.js, POST with the JSON order.
     Realistic,
+    /// GET on a path no route matches: the 404 Outpost writes in `request_filter`
+    /// without running JavaScript — the node's HTTP floor (pingora + routing).
+    NoRoute,
 }
 
 impl Workload {
@@ -120,6 +125,7 @@ impl Workload {
         match self {
             Workload::Hello => "hello",
             Workload::Realistic => "realistic",
+            Workload::NoRoute => "no-route 404 (pingora, no JS)",
         }
     }
 }
@@ -134,13 +140,16 @@ impl Server {
     /// Starts `target` serving `workload` on `port`.
     async fn start(ctx: &Ctx, target: Target, workload: Workload, port: u16) -> Result<Self> {
         let handler = match workload {
-            Workload::Hello => &ctx.files.hello,
+            Workload::Hello | Workload::NoRoute => &ctx.files.hello,
             Workload::Realistic => &ctx.files.realistic,
         };
         match target {
             Target::Outpost => {
-                let config = NodeConfig::single(&ctx.node, port, workload.name(), handler);
-                let tag = format!("{}-node", workload.name());
+                let mut config = NodeConfig::single(&ctx.node, port, "handler", handler);
+                if workload == Workload::NoRoute {
+                    config.routes[0].path = Some("/function/*".into());
+                }
+                let tag = format!("{:?}-node", workload).to_lowercase();
                 let node = Node::start(&ctx.node, &config, &ctx.tmp, &tag, &ctx.http).await?;
                 Ok(Server::Outpost(node))
             }
@@ -223,8 +232,7 @@ async fn main() -> Result<()> {
         node: NodeSettings {
             binary: bin_dir.join("outpost-edge"),
             cpu: args.server_cpu,
-            server_threads: args.server_threads,
-            engine_threads: args.engine_threads,
+            threads: args.threads,
             memory_budget_mb: args.memory_budget_mb,
         },
         wrk: WrkConfig {
@@ -233,6 +241,7 @@ async fn main() -> Result<()> {
             connections: args.connections,
         },
         duration: if args.quick { 3 } else { args.duration },
+        rounds: args.rounds.max(1),
         cold_functions: args.cold_functions,
         http: reqwest::Client::builder()
             .no_proxy()
@@ -265,6 +274,8 @@ async fn run(ctx: &Ctx, args: &Args) -> Report {
     if wants(Only::Hello) {
         let results = throughput(ctx, Workload::Hello, &Target::ALL).await;
         add_throughput(&mut report, Workload::Hello, results);
+        let results = throughput(ctx, Workload::NoRoute, &[Target::Outpost]).await;
+        add_throughput(&mut report, Workload::NoRoute, results);
     }
     if wants(Only::Realistic) {
         let targets = [Target::Outpost, Target::Deno, Target::Workerd];
@@ -314,16 +325,17 @@ fn header(ctx: &Ctx) -> Vec<String> {
         format!("machine: {cpus} CPUs (nproc), {model}, Linux {kernel}"),
         format!(
             "load: `{wrk} URL` (realistic adds `-s post.lua`: POST of a {}-item JSON order); \
-             one discarded {WARMUP_SECS} s warm-up run per target; targets run one after another",
-            handlers::ORDER_ITEMS
+             one discarded {WARMUP_SECS} s warm-up run before each run; {} rounds with the targets \
+             interleaved, each target's median round (by req/s) reported",
+            handlers::ORDER_ITEMS,
+            ctx.rounds
         ),
         format!(
-            "servers pinned to CPU {} (`taskset`); outpost: `{}`, server threads {}, engine threads {}, \
+            "servers pinned to CPU {} (`taskset`); outpost: `{}`, {} worker thread(s), \
              memory budget {} MiB; deno: `deno serve` (one isolate); workerd: one worker; nginx: fixed 200 (ceiling)",
             ctx.node.cpu,
             ctx.node.binary.display(),
-            ctx.node.server_threads,
-            ctx.node.engine_threads,
+            ctx.node.threads,
             ctx.node.memory_budget_mb
         ),
         format!(
@@ -365,30 +377,50 @@ fn free_port() -> Result<u16> {
     Ok(listener.local_addr().context("local_addr")?.port())
 }
 
-/// Runs `workload` against each target in turn.
+/// Runs `workload` against each target, `rounds` times in turn (targets interleaved, so
+/// a slow spell of the machine hits them alike), and keeps each target's median round.
 async fn throughput(
     ctx: &Ctx,
     workload: Workload,
     targets: &[Target],
 ) -> Vec<(Target, Result<WrkStats>)> {
-    let mut results = Vec::new();
-    for &target in targets {
-        eprintln!("[{}] {}: starting", workload.name(), target.name());
-        let result = bench_target(ctx, workload, target).await;
-        match &result {
-            Ok(s) => eprintln!(
-                "[{}] {}: {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms",
-                workload.name(),
-                target.name(),
-                s.requests_per_sec,
-                s.p50_ms,
-                s.p99_ms
-            ),
-            Err(e) => eprintln!("[{}] {}: FAILED: {e:#}", workload.name(), target.name()),
+    let mut runs: Vec<(Target, Vec<WrkStats>, Option<anyhow::Error>)> =
+        targets.iter().map(|&t| (t, Vec::new(), None)).collect();
+    for round in 1..=ctx.rounds {
+        for (target, stats, failed) in &mut runs {
+            if failed.is_some() {
+                continue;
+            }
+            let (name, who) = (workload.name(), target.name());
+            eprintln!("[{name}] {who}: round {round}/{}", ctx.rounds);
+            match bench_target(ctx, workload, *target).await {
+                Ok(s) => {
+                    eprintln!(
+                        "[{name}] {who}: {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms",
+                        s.requests_per_sec, s.p50_ms, s.p99_ms
+                    );
+                    stats.push(s);
+                }
+                Err(e) => {
+                    eprintln!("[{name}] {who}: FAILED: {e:#}");
+                    *failed = Some(e);
+                }
+            }
         }
-        results.push((target, result));
     }
-    results
+    runs.into_iter()
+        .map(|(target, stats, failed)| match failed {
+            Some(e) => (target, Err(e)),
+            None => (target, median_run(stats).context("no runs")),
+        })
+        .collect()
+}
+
+/// The run with the median request rate (the lower middle one for an even count).
+fn median_run(mut runs: Vec<WrkStats>) -> Option<WrkStats> {
+    runs.sort_by(|a, b| a.requests_per_sec.total_cmp(&b.requests_per_sec));
+    let middle = runs.len().checked_sub(1)? / 2;
+    Some(runs.swap_remove(middle))
 }
 
 /// Starts one target, checks its answer, warms it up, measures it, stops it.
@@ -413,6 +445,14 @@ async fn bench_target(ctx: &Ctx, workload: Workload, target: Target) -> Result<W
 /// Checks that the target gives the expected answer before it is measured.
 async fn validate(ctx: &Ctx, workload: Workload, target: Target, url: &str) -> Result<()> {
     match workload {
+        Workload::NoRoute => {
+            let res = ctx.http.get(url).send().await.context("GET")?;
+            let status = res.status();
+            let body = res.text().await.context("reading body")?;
+            if status != reqwest::StatusCode::NOT_FOUND || !body.starts_with("no route matches") {
+                bail!("GET {url}: {status} {body:?}, want 404 \"no route matches ...\"");
+            }
+        }
         Workload::Hello => {
             let res = ctx.http.get(url).send().await.context("GET")?;
             let status = res.status();
@@ -491,7 +531,7 @@ fn add_throughput(
                 rps.set(target, Stat::Num(s.requests_per_sec));
                 p50.set(target, Stat::Num(s.p50_ms));
                 p99.set(target, Stat::Num(s.p99_ms));
-                if s.non_2xx > 0 {
+                if s.non_2xx > 0 && workload != Workload::NoRoute {
                     report.notes.push(format!(
                         "{name} {}: {} of {} responses were not 2xx/3xx",
                         target.name(),
@@ -625,6 +665,23 @@ mod tests {
         assert_eq!(shell_quote("--quick"), "--quick");
         assert_eq!(shell_quote("a b"), "'a b'");
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
+
+    #[test]
+    fn reports_the_median_run() {
+        let run = |rate: f64| WrkStats {
+            requests_per_sec: rate,
+            p50_ms: rate / 1000.0,
+            p99_ms: 1.0,
+            requests: 1,
+            non_2xx: 0,
+            socket_errors: None,
+        };
+        let median = median_run(vec![run(30.0), run(10.0), run(20.0)]);
+        assert_eq!(median.map(|m| m.p50_ms), Some(0.02));
+        let lower = median_run(vec![run(40.0), run(10.0)]);
+        assert_eq!(lower.map(|m| m.requests_per_sec), Some(10.0));
+        assert!(median_run(Vec::new()).is_none());
     }
 
     #[test]

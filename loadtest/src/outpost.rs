@@ -35,10 +35,8 @@ pub struct RouteSpec {
 pub struct NodeConfig {
     /// Port of the loopback listener.
     pub port: u16,
-    /// pingora worker threads.
-    pub server_threads: u32,
-    /// V8 worker threads.
-    pub engine_threads: u32,
+    /// Worker threads (each accepts connections and runs isolates).
+    pub threads: u32,
     /// Engine memory budget in MiB.
     pub memory_budget_mb: u32,
     /// The functions.
@@ -52,8 +50,7 @@ impl NodeConfig {
     pub fn single(settings: &NodeSettings, port: u16, name: &str, main: &Path) -> Self {
         Self {
             port,
-            server_threads: settings.server_threads,
-            engine_threads: settings.engine_threads,
+            threads: settings.threads,
             memory_budget_mb: settings.memory_budget_mb,
             functions: vec![FunctionSpec {
                 name: name.to_owned(),
@@ -73,10 +70,9 @@ impl NodeConfig {
         // Writing to a String cannot fail.
         let _ = write!(
             s,
-            "[server]\nlisten = {}\nthreads = {}\n\n[engine]\nthreads = {}\nmemory_budget_mb = {}\n",
+            "[server]\nlisten = {}\nthreads = {}\n\n[engine]\nmemory_budget_mb = {}\n",
             toml_str(&format!("127.0.0.1:{}", self.port)),
-            self.server_threads,
-            self.engine_threads,
+            self.threads,
             self.memory_budget_mb
         );
         for f in &self.functions {
@@ -125,10 +121,8 @@ pub struct NodeSettings {
     pub binary: PathBuf,
     /// CPU the node is pinned to.
     pub cpu: u32,
-    /// pingora worker threads.
-    pub server_threads: u32,
-    /// V8 worker threads.
-    pub engine_threads: u32,
+    /// Worker threads.
+    pub threads: u32,
     /// Engine memory budget in MiB.
     pub memory_budget_mb: u32,
 }
@@ -258,8 +252,7 @@ mod tests {
     fn renders_config() {
         let cfg = NodeConfig {
             port: 8080,
-            server_threads: 1,
-            engine_threads: 1,
+            threads: 1,
             memory_budget_mb: 1024,
             functions: vec![FunctionSpec {
                 name: "f1".into(),

@@ -1,5 +1,7 @@
 //! What crosses the engine boundary: a request going into an isolate and the response (head + body) coming out.
 
+use std::sync::LazyLock;
+
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
@@ -25,16 +27,40 @@ pub enum RequestBody {
 /// An HTTP request handed to a function.
 #[derive(Debug)]
 pub struct EngineRequest {
-    /// Request method, e.g. `GET`.
-    pub method: String,
+    /// Request method.
+    pub method: http::Method,
     /// Absolute URL as the handler sees it (`request.url`).
     pub url: String,
-    /// Header fields in arrival order (names lower-case).
-    pub headers: Vec<(String, String)>,
+    /// Header fields (the handler sees each value as a byte string).
+    pub headers: http::HeaderMap,
     /// The body.
     pub body: RequestBody,
     /// The node's id for this request, used in logs and error responses.
-    pub request_id: String,
+    pub request_id: RequestId,
+}
+
+/// A request's id on this node: unique per process run, cheap to make and copy; it is
+/// only turned into text (`3f9a1c0e0-1a2b`) when shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RequestId {
+    /// The worker that accepted the request.
+    pub worker: u32,
+    /// Its position among that worker's requests.
+    pub seq: u64,
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        /// Eight random hex digits per process, so ids of different runs do not collide.
+        static RUN: LazyLock<String> = LazyLock::new(|| {
+            // std seeds every RandomState from the OS: a random number with no extra crate.
+            let random = std::hash::BuildHasher::build_hasher(
+                &std::collections::hash_map::RandomState::new(),
+            );
+            format!("{:08x}", std::hash::Hasher::finish(&random) as u32)
+        });
+        write!(f, "{}{:x}-{:x}", *RUN, self.worker, self.seq)
+    }
 }
 
 /// A response body as it leaves the engine.
@@ -54,7 +80,7 @@ pub struct EngineResponse {
     /// Status code, 200..=599 (the Response constructor enforces the range).
     pub status: u16,
     /// Header fields as the handler set them.
-    pub headers: Vec<(Bytes, Bytes)>,
+    pub headers: http::HeaderMap,
     /// The body.
     pub body: ResponseBody,
 }

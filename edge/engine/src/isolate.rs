@@ -221,7 +221,7 @@ impl FunctionIsolate {
                 RequestBody::Empty => JsBody::None,
             };
             let id = state.borrow_mut::<RequestTable>().insert(PendingRequest {
-                request_id: Rc::from(request_id.as_str()),
+                request_id,
                 responder: Some(responder),
                 body: None,
                 deadline: self.last_used + limits.wall(),
@@ -241,12 +241,12 @@ impl FunctionIsolate {
             };
             let mut pairs = Vec::with_capacity(headers.len() * 2);
             for (name, value) in &headers {
-                pairs.push(js_string(scope, name));
-                pairs.push(js_string(scope, value));
+                pairs.push(byte_string(scope, name.as_str().as_bytes()));
+                pairs.push(byte_string(scope, value.as_bytes()));
             }
             let args = [
                 v8::Integer::new_from_unsigned(scope, id).into(),
-                js_string(scope, &method),
+                byte_string(scope, method.as_str().as_bytes()),
                 js_string(scope, &url),
                 v8::Array::new_with_elements(scope, &pairs).into(),
                 body,
@@ -335,7 +335,7 @@ impl FunctionIsolate {
             tracing::warn!(
                 target: "outpost::limits",
                 function = %self.spec.name,
-                request_id = &*pending.request_id,
+                request_id = %pending.request_id,
                 wall_ms = self.spec.limits.wall_ms,
                 "request exceeded its wall-time limit"
             );
@@ -572,6 +572,15 @@ fn js_string<'s>(scope: &mut v8::PinScope<'s, '_>, value: &str) -> v8::Local<'s,
     match v8::String::new(scope, value) {
         Some(string) => string.into(),
         // Only strings longer than V8's maximum fail; hand JS an empty string instead.
+        None => v8::String::empty(scope).into(),
+    }
+}
+
+/// A header name or value as JS sees it: a ByteString, one character per byte.
+fn byte_string<'s>(scope: &mut v8::PinScope<'s, '_>, bytes: &[u8]) -> v8::Local<'s, v8::Value> {
+    match v8::String::new_from_one_byte(scope, bytes, v8::NewStringType::Normal) {
+        Some(string) => string.into(),
+        // Only strings longer than V8's maximum fail; headers are far below it.
         None => v8::String::empty(scope).into(),
     }
 }

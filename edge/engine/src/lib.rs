@@ -1,4 +1,4 @@
-//! Outpost's JavaScript engine: Workers-style handlers in V8 isolates (deno_core) on sharded worker threads, with limits.
+//! Outpost's JavaScript engine: Workers-style handlers in V8 isolates (deno_core) on worker threads, with limits.
 //!
 //! The only crate of the node that names V8 or deno_core types. The rest of the node
 //! holds an [`Engine`] (a `Send + Sync` handle), deploys [`FunctionSpec`]s to it and
@@ -15,8 +15,12 @@ mod loader;
 mod shard;
 mod watchdog;
 
+use std::cell::RefCell;
 use std::hash::Hasher;
+use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 
 use tokio::sync::mpsc;
@@ -31,6 +35,7 @@ pub use crate::exchange::EngineRequest;
 pub use crate::exchange::EngineResponse;
 pub use crate::exchange::FunctionFailure;
 pub use crate::exchange::RequestBody;
+pub use crate::exchange::RequestId;
 pub use crate::exchange::ResponseBody;
 pub use crate::isolate::BootError;
 pub use crate::limits::Limits;
@@ -73,17 +78,34 @@ pub enum DeployError {
     Stopped,
 }
 
-/// The engine: worker threads, each owning the isolates of the functions sharded to it.
+/// The engine: worker threads, each owning isolates of the functions it serves.
+///
+/// Work that starts on a worker thread (the node runs its HTTP listeners there, see
+/// [`Engine::runtimes`]) runs on that thread's isolates without changing threads.
 pub struct Engine {
-    shards: Vec<mpsc::UnboundedSender<Command>>,
+    id: u64,
+    shards: Vec<ShardHandle>,
+    next_ticket: AtomicU64,
     // Dropped before the workers are joined (field order), so clocks outlive their use.
     _watchdog: Watchdog,
     workers: Vec<JoinHandle<()>>,
 }
 
+struct ShardHandle {
+    commands: mpsc::UnboundedSender<Command>,
+    runtime: tokio::runtime::Handle,
+}
+
+thread_local! {
+    /// The shard of the engine whose worker this thread is, if any: (engine id, shard).
+    static LOCAL_SHARD: RefCell<Option<(u64, Rc<RefCell<Shard>>)>> = const { RefCell::new(None) };
+}
+
 impl Engine {
     /// Starts the worker threads and the CPU watchdog.
     pub fn start(config: EngineConfig) -> std::io::Result<Engine> {
+        static ENGINES: AtomicU64 = AtomicU64::new(1);
+        let id = ENGINES.fetch_add(1, Ordering::Relaxed);
         let threads = match config.threads {
             0 => std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -96,40 +118,44 @@ impl Engine {
         let mut clocks = Vec::with_capacity(threads);
         for index in 0..threads {
             let (tx, rx) = mpsc::unbounded_channel();
-            let (clock_tx, clock_rx) = std::sync::mpsc::channel();
+            let (started_tx, started_rx) = std::sync::mpsc::channel();
             let worker = std::thread::Builder::new()
-                .name(format!("outpost-engine-{index}"))
+                .name(format!("outpost-worker-{index}"))
                 .spawn(move || {
-                    let clock = match SliceClock::for_current_thread() {
-                        Ok(clock) => Arc::new(clock),
+                    let started = SliceClock::for_current_thread().and_then(|clock| {
+                        let runtime = tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()?;
+                        Ok((Arc::new(clock), runtime))
+                    });
+                    let (clock, runtime) = match started {
+                        Ok(started) => started,
                         Err(error) => {
-                            let _ = clock_tx.send(Err(error));
+                            let _ = started_tx.send(Err(error));
                             return;
                         }
                     };
-                    let runtime = match tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                    {
-                        Ok(runtime) => runtime,
-                        Err(error) => {
-                            let _ = clock_tx.send(Err(error));
-                            return;
-                        }
-                    };
-                    let _ = clock_tx.send(Ok(clock.clone()));
-                    let local = tokio::task::LocalSet::new();
-                    local.block_on(&runtime, Shard::new(clock, budget).run(rx));
+                    let shard = Rc::new(RefCell::new(Shard::new(clock.clone(), budget)));
+                    LOCAL_SHARD.with(|local| *local.borrow_mut() = Some((id, shard.clone())));
+                    let _ = started_tx.send(Ok((clock, runtime.handle().clone())));
+                    runtime.block_on(shard::serve_commands(shard, rx));
+                    // Isolates go before the runtime whose tasks drive them.
+                    LOCAL_SHARD.with(|local| local.borrow_mut().take());
                 })?;
-            let clock = clock_rx
+            let (clock, runtime) = started_rx
                 .recv()
                 .map_err(|_| std::io::Error::other("engine worker exited during start"))??;
             clocks.push(clock);
-            shards.push(tx);
+            shards.push(ShardHandle {
+                commands: tx,
+                runtime,
+            });
             workers.push(worker);
         }
         Ok(Engine {
+            id,
             shards,
+            next_ticket: AtomicU64::new(1),
             _watchdog: Watchdog::start(clocks)?,
             workers,
         })
@@ -140,46 +166,113 @@ impl Engine {
         self.shards.len()
     }
 
-    /// Boots `spec` on its worker (validating the bundle) and makes it the version that
-    /// serves; requests in flight on the previous version finish there.
+    /// The tokio runtime of each worker thread (current-thread runtimes). Tasks spawned
+    /// there run on that worker, and requests they dispatch run on its isolates directly.
+    pub fn runtimes(&self) -> impl Iterator<Item = &tokio::runtime::Handle> {
+        self.shards.iter().map(|shard| &shard.runtime)
+    }
+
+    /// Boots `spec` (validating the bundle) and makes it the version that serves on every
+    /// worker; requests in flight on the previous version finish there. Either every
+    /// worker switches to the new version or none does.
     pub async fn deploy(&self, spec: FunctionSpec) -> Result<(), DeployError> {
         spec.limits.validate()?;
-        let (reply, result) = oneshot::channel();
-        self.shard_for(&spec.name)
-            .send(Command::Deploy {
-                spec: Arc::new(spec),
-                reply,
-            })
-            .map_err(|_| DeployError::Stopped)?;
-        result
-            .await
-            .map_err(|_| DeployError::Stopped)?
-            .map_err(DeployError::from)
+        let spec = Arc::new(spec);
+        let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
+        let home = self.home(&spec.name);
+        let mut prepared = Vec::with_capacity(self.shards.len());
+        for (index, shard) in self.shards.iter().enumerate() {
+            let (reply, result) = oneshot::channel();
+            shard
+                .commands
+                .send(Command::Prepare {
+                    ticket,
+                    spec: spec.clone(),
+                    // Preloaded functions boot everywhere; others boot once, to validate.
+                    boot: spec.preload || index == home,
+                    reply,
+                })
+                .map_err(|_| DeployError::Stopped)?;
+            prepared.push(result);
+        }
+        let mut outcome = Ok(());
+        for result in prepared {
+            let result = match result.await {
+                Ok(result) => result.map_err(DeployError::from),
+                Err(_) => Err(DeployError::Stopped),
+            };
+            if outcome.is_ok() {
+                outcome = result;
+            }
+        }
+        if let Err(error) = outcome {
+            for shard in &self.shards {
+                let _ = shard.commands.send(Command::Abort { ticket });
+            }
+            return Err(error);
+        }
+        let mut committed = Vec::with_capacity(self.shards.len());
+        for shard in &self.shards {
+            let (reply, done) = oneshot::channel();
+            shard
+                .commands
+                .send(Command::Commit { ticket, reply })
+                .map_err(|_| DeployError::Stopped)?;
+            committed.push(done);
+        }
+        for done in committed {
+            done.await.map_err(|_| DeployError::Stopped)?;
+        }
+        Ok(())
     }
 
     /// Stops serving `function`: new requests get [`FunctionFailure::NotDeployed`]; those in
-    /// flight finish, then its isolate is discarded.
+    /// flight finish, then its isolates are discarded.
     pub fn remove(&self, function: &str) {
-        let _ = self.shard_for(function).send(Command::Remove {
-            name: function.to_string(),
-        });
+        for shard in &self.shards {
+            let _ = shard.commands.send(Command::Remove {
+                name: function.to_string(),
+            });
+        }
     }
 
     /// Runs `request` through `function`. Resolves with the response head (the body may
     /// still be streaming) or the reason there is none.
+    ///
+    /// On a worker thread the handler runs right away, on that worker's isolate, and a
+    /// handler that does not await I/O has answered before this returns; from any other
+    /// thread the request goes to a worker over a channel.
     pub fn dispatch(
         &self,
         function: &str,
         request: EngineRequest,
     ) -> impl Future<Output = Result<EngineResponse, FunctionFailure>> + Send + 'static {
         let (responder, response) = oneshot::channel();
-        let sent = self.shard_for(function).send(Command::Dispatch {
-            function: Arc::from(function),
-            request,
-            responder,
+        let local = LOCAL_SHARD.with(|local| match &*local.borrow() {
+            Some((engine, shard)) if *engine == self.id => Some(shard.clone()),
+            _ => None,
         });
+        let command = match local.as_ref().map(|shard| shard.try_borrow_mut()) {
+            Some(Ok(mut shard)) => {
+                shard.dispatch(function, request, responder);
+                None
+            }
+            // Off the workers (or, defensively, re-entered while the shard is busy).
+            _ => Some(Command::Dispatch {
+                function: Arc::from(function),
+                request,
+                responder,
+            }),
+        };
+        let sent = match command {
+            None => true,
+            Some(command) => self.shards[self.home(function)]
+                .commands
+                .send(command)
+                .is_ok(),
+        };
         async move {
-            if sent.is_err() {
+            if !sent {
                 return Err(FunctionFailure::BootFailed(
                     "the engine is shutting down".into(),
                 ));
@@ -193,7 +286,7 @@ impl Engine {
         let mut all = Vec::with_capacity(self.shards.len());
         for shard in &self.shards {
             let (reply, stats) = oneshot::channel();
-            if shard.send(Command::Stats { reply }).is_ok()
+            if shard.commands.send(Command::Stats { reply }).is_ok()
                 && let Ok(stats) = stats.await
             {
                 all.push(stats);
@@ -202,20 +295,24 @@ impl Engine {
         all
     }
 
-    fn shard_for(&self, function: &str) -> &mpsc::UnboundedSender<Command> {
-        // FNV-1a: stable across runs, so a function keeps its thread (and warm isolate).
+    /// The worker that validates `function`'s deploys and serves its requests from other threads.
+    fn home(&self, function: &str) -> usize {
+        // FNV-1a: stable across runs, so a function keeps its worker.
         let mut hasher = StableHasher::default();
         hasher.write(function.as_bytes());
-        let index = usize::try_from(hasher.finish() % self.shards.len() as u64).unwrap_or(0);
-        &self.shards[index]
+        usize::try_from(hasher.finish() % self.shards.len() as u64).unwrap_or(0)
     }
 }
 
 impl Drop for Engine {
     fn drop(&mut self) {
         self.shards.clear();
+        let current = std::thread::current().id();
         for worker in self.workers.drain(..) {
-            let _ = worker.join();
+            // A worker dropping the last handle cannot wait for itself; it stops on its own.
+            if worker.thread().id() != current {
+                let _ = worker.join();
+            }
         }
     }
 }
@@ -252,4 +349,113 @@ fn fetch_permissions() -> deno_permissions::PermissionsContainer {
     let parser =
         deno_permissions::RuntimePermissionDescriptorParser::new(sys_traits::impls::RealSys);
     deno_permissions::PermissionsContainer::new(Arc::new(parser), permissions)
+}
+
+#[cfg(test)]
+mod tests {
+    #![expect(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
+
+    use super::*;
+
+    /// A handler answering `<version> <id of this isolate>`.
+    fn spec(version: &str, preload: bool) -> FunctionSpec {
+        let source = format!(
+            "const id = crypto.randomUUID();\n\
+             export default {{ fetch() {{ return new Response(`{version} ${{id}}`); }} }};"
+        );
+        FunctionSpec {
+            name: "f".into(),
+            version: version.into(),
+            bundle: Arc::new(Bundle::new("index.js", [("index.js".to_string(), source)]).unwrap()),
+            env: serde_json::Map::new(),
+            limits: Limits::default(),
+            preload,
+            kv: None,
+        }
+    }
+
+    fn request() -> EngineRequest {
+        EngineRequest {
+            method: http::Method::GET,
+            url: "http://test/".into(),
+            headers: http::HeaderMap::new(),
+            body: RequestBody::Empty,
+            request_id: RequestId { worker: 0, seq: 0 },
+        }
+    }
+
+    fn body(response: EngineResponse) -> String {
+        match response.body {
+            ResponseBody::Full(bytes) => String::from_utf8(bytes.to_vec()).unwrap(),
+            other => panic!("unexpected body {other:?}"),
+        }
+    }
+
+    /// Dispatches one request on each worker (as the node's listeners do) and returns the bodies.
+    async fn on_every_worker(engine: &Arc<Engine>) -> Vec<String> {
+        let mut bodies = Vec::new();
+        for runtime in engine.runtimes() {
+            let engine = engine.clone();
+            let answer = runtime
+                .spawn(async move { engine.dispatch("f", request()).await })
+                .await
+                .unwrap();
+            bodies.push(body(answer.unwrap()));
+        }
+        bodies
+    }
+
+    #[tokio::test]
+    async fn every_worker_runs_its_own_isolate_and_all_switch_versions_together() {
+        let engine = Arc::new(
+            Engine::start(EngineConfig {
+                threads: 2,
+                ..EngineConfig::default()
+            })
+            .unwrap(),
+        );
+        engine.deploy(spec("v1", true)).await.unwrap();
+        let stats = engine.stats().await;
+        assert_eq!(
+            stats.iter().map(|s| s.isolates).sum::<usize>(),
+            2,
+            "{stats:?}"
+        );
+
+        let first = on_every_worker(&engine).await;
+        assert!(first.iter().all(|b| b.starts_with("v1 ")), "{first:?}");
+        assert_ne!(
+            first[0], first[1],
+            "each worker answers from its own isolate"
+        );
+        // The same worker keeps its warm isolate.
+        assert_eq!(on_every_worker(&engine).await, first);
+
+        // A bundle that throws at startup is refused and changes nothing anywhere.
+        let mut broken = spec("v2", true);
+        broken.bundle = Arc::new(
+            Bundle::new(
+                "index.js",
+                [("index.js".to_string(), "throw new Error('boom');".into())],
+            )
+            .unwrap(),
+        );
+        let error = engine.deploy(broken).await.unwrap_err();
+        assert!(error.to_string().contains("boom"), "{error}");
+        assert_eq!(on_every_worker(&engine).await, first);
+
+        // A good version replaces the old one on every worker at once; one that does not
+        // preload is validated, then booted by each worker on its first request.
+        engine.deploy(spec("v2", false)).await.unwrap();
+        let second = on_every_worker(&engine).await;
+        assert!(second.iter().all(|b| b.starts_with("v2 ")), "{second:?}");
+
+        // A request from a thread that is no worker still reaches one.
+        let answer = engine.dispatch("f", request()).await.unwrap();
+        assert!(body(answer).starts_with("v2 "));
+
+        engine.remove("f");
+        let gone = engine.dispatch("f", request()).await.unwrap_err();
+        assert_eq!(gone, FunctionFailure::NotDeployed);
+    }
 }

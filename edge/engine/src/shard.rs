@@ -1,10 +1,16 @@
-//! A worker thread of the engine: a single-threaded tokio runtime owning the isolates of the functions sharded to it.
+//! A worker thread of the engine: a current-thread tokio runtime owning this thread's isolates, one per function it has served.
+//!
+//! Every worker holds every deployed function (its spec); it boots an isolate for a
+//! function when it first serves it (or at deploy, when the function preloads). Requests
+//! that arrive on a worker thread run on that thread's isolate directly; commands (deploy,
+//! remove, stats, requests from other threads) arrive over a channel.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::rc::Weak;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
@@ -24,14 +30,24 @@ use crate::watchdog::SliceClock;
 
 /// Work sent to a shard.
 pub(crate) enum Command {
-    /// Validate (boot) a function version and make it the one that serves.
-    Deploy {
+    /// First phase of a deploy: take the spec and, if `boot`, boot it (validating the
+    /// bundle); nothing serves it until the matching [`Command::Commit`].
+    Prepare {
+        ticket: u64,
         spec: Arc<FunctionSpec>,
+        boot: bool,
         reply: oneshot::Sender<Result<(), BootError>>,
     },
+    /// Second phase: make the prepared version the one that serves.
+    Commit {
+        ticket: u64,
+        reply: oneshot::Sender<()>,
+    },
+    /// A deploy failed on some shard: forget what was prepared.
+    Abort { ticket: u64 },
     /// Stop serving a function once its requests in flight are done.
     Remove { name: String },
-    /// Run one request.
+    /// Run one request (sent by a thread that is not this worker).
     Dispatch {
         function: Arc<str>,
         request: EngineRequest,
@@ -50,6 +66,8 @@ pub struct ShardStats {
     pub isolates: usize,
     /// Physical V8 heap of those isolates, in bytes.
     pub heap_bytes: usize,
+    /// Requests in flight (response not finished or `waitUntil` work pending).
+    pub in_flight: usize,
 }
 
 type SharedIsolate = Rc<RefCell<FunctionIsolate>>;
@@ -59,8 +77,18 @@ struct Slot {
     isolate: Option<SharedIsolate>,
 }
 
+/// A deploy between its two phases.
+struct Prepared {
+    spec: Arc<FunctionSpec>,
+    isolate: Option<FunctionIsolate>,
+}
+
+/// The isolates and function specs of one worker thread.
 pub(crate) struct Shard {
     functions: HashMap<Arc<str>, Slot>,
+    prepared: HashMap<u64, Prepared>,
+    /// Versions replaced or removed whose requests are still finishing.
+    draining: Vec<Weak<RefCell<FunctionIsolate>>>,
     clock: Arc<SliceClock>,
     memory_budget: usize,
 }
@@ -69,59 +97,89 @@ impl Shard {
     pub(crate) fn new(clock: Arc<SliceClock>, memory_budget: usize) -> Shard {
         Shard {
             functions: HashMap::new(),
+            prepared: HashMap::new(),
+            draining: Vec::new(),
             clock,
             memory_budget,
         }
     }
 
-    /// Serves commands until every sender is gone.
-    pub(crate) async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
-        while let Some(command) = commands.recv().await {
-            match command {
-                Command::Dispatch {
-                    function,
-                    request,
-                    responder,
-                } => self.dispatch(&function, request, responder),
-                Command::Deploy { spec, reply } => {
-                    let _ = reply.send(self.deploy(spec));
+    fn handle(&mut self, command: Command) {
+        match command {
+            Command::Dispatch {
+                function,
+                request,
+                responder,
+            } => self.dispatch(&function, request, responder),
+            Command::Prepare {
+                ticket,
+                spec,
+                boot,
+                reply,
+            } => {
+                let _ = reply.send(self.prepare(ticket, spec, boot));
+            }
+            Command::Commit { ticket, reply } => {
+                self.commit(ticket);
+                let _ = reply.send(());
+            }
+            Command::Abort { ticket } => {
+                self.prepared.remove(&ticket);
+            }
+            Command::Remove { name } => {
+                // Requests in flight finish; new ones find the function gone.
+                if let Some(isolate) = self
+                    .functions
+                    .remove(name.as_str())
+                    .and_then(|slot| slot.isolate)
+                {
+                    self.drain(isolate);
                 }
-                Command::Remove { name } => {
-                    // Requests in flight finish; new ones find the function gone.
-                    if let Some(isolate) = self
-                        .functions
-                        .remove(name.as_str())
-                        .and_then(|slot| slot.isolate)
-                    {
-                        drain_then_retire(isolate);
-                    }
-                }
-                Command::Stats { reply } => {
-                    let _ = reply.send(self.stats());
-                }
+            }
+            Command::Stats { reply } => {
+                let _ = reply.send(self.stats());
             }
         }
     }
 
-    fn deploy(&mut self, spec: Arc<FunctionSpec>) -> Result<(), BootError> {
-        let isolate = FunctionIsolate::boot(spec.clone(), &self.clock)?;
-        let isolate = if spec.preload {
-            Some(self.start(isolate))
+    fn prepare(
+        &mut self,
+        ticket: u64,
+        spec: Arc<FunctionSpec>,
+        boot: bool,
+    ) -> Result<(), BootError> {
+        let isolate = if boot {
+            let isolate = FunctionIsolate::boot(spec.clone(), &self.clock)?;
+            // Booted only to validate the bundle: this shard boots it again when it serves it.
+            spec.preload.then_some(isolate)
         } else {
-            drop(isolate);
             None
         };
-        let name: Arc<str> = Arc::from(spec.name.as_str());
-        if let Some(old) = self.functions.insert(name, Slot { spec, isolate }) {
-            // Requests already in the old version finish there; new ones go to the new one.
-            if let Some(old) = old.isolate {
-                drain_then_retire(old);
-            }
-        }
+        self.prepared.insert(ticket, Prepared { spec, isolate });
         Ok(())
     }
 
-    fn dispatch(&mut self, function: &str, request: EngineRequest, responder: Responder) {
+    fn commit(&mut self, ticket: u64) {
+        let Some(Prepared { spec, isolate }) = self.prepared.remove(&ticket) else {
+            return;
+        };
+        let isolate = isolate.map(|isolate| self.start(isolate));
+        let name: Arc<str> = Arc::from(spec.name.as_str());
+        // Requests already in the old version finish there; new ones go to the new one.
+        if let Some(old) = self.functions.insert(name, Slot { spec, isolate })
+            && let Some(old) = old.isolate
+        {
+            self.drain(old);
+        }
+    }
+
+    /// Runs one request on this shard's isolate of `function`, booting it first if needed.
+    pub(crate) fn dispatch(
+        &mut self,
+        function: &str,
+        request: EngineRequest,
+        responder: Responder,
+    ) {
         let Some(slot) = self.functions.get_mut(function) else {
             let _ = responder.send(Err(FunctionFailure::NotDeployed));
             return;
@@ -159,7 +217,7 @@ impl Shard {
         let isolate = Rc::new(RefCell::new(isolate));
         let driven = isolate.clone();
         let clock = self.clock.clone();
-        tokio::task::spawn_local(async move {
+        deno_core::unsync::spawn(async move {
             let mut timer: Option<(Instant, Pin<Box<Sleep>>)> = None;
             poll_fn(|cx| {
                 let mut iso = driven.borrow_mut();
@@ -191,6 +249,18 @@ impl Shard {
         isolate
     }
 
+    /// Lets the requests in flight on a replaced version finish, then retires it.
+    fn drain(&mut self, isolate: SharedIsolate) {
+        self.draining.retain(|iso| iso.strong_count() > 0);
+        self.draining.push(Rc::downgrade(&isolate));
+        deno_core::unsync::spawn(async move {
+            while isolate.borrow().in_flight() > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            isolate.borrow_mut().retire(Retirement::Evicted);
+        });
+    }
+
     /// Evicts least-recently-used idle isolates while the shard is over its memory budget.
     fn enforce_budget(&mut self, keep: &SharedIsolate) {
         let mut live: Vec<(Arc<str>, Instant, usize)> = self
@@ -218,9 +288,9 @@ impl Shard {
                 .isolate
                 .as_ref()
                 .is_some_and(|iso| !Rc::ptr_eq(iso, keep) && iso.borrow().in_flight() == 0);
-            if evictable {
+            if evictable && let Some(isolate) = slot.isolate.take() {
                 tracing::info!(target: "outpost::engine", function = &*name, heap_bytes = bytes, "evicting idle isolate");
-                retire_quietly(slot.isolate.take());
+                isolate.borrow_mut().retire(Retirement::Evicted);
                 total = total.saturating_sub(bytes);
             }
         }
@@ -236,28 +306,27 @@ impl Shard {
             .values()
             .filter_map(|slot| slot.isolate.as_ref())
         {
+            let mut iso = isolate.borrow_mut();
             stats.isolates += 1;
-            stats.heap_bytes += isolate.borrow_mut().heap_bytes();
+            stats.heap_bytes += iso.heap_bytes();
+            stats.in_flight += iso.in_flight();
         }
+        stats.in_flight += self
+            .draining
+            .iter()
+            .filter_map(Weak::upgrade)
+            .map(|iso| iso.borrow().in_flight())
+            .sum::<usize>();
         stats
     }
 }
 
-fn retire_quietly(isolate: Option<SharedIsolate>) {
-    if let Some(isolate) = isolate {
-        isolate.borrow_mut().retire(Retirement::Evicted);
+/// Serves commands until every sender is gone.
+pub(crate) async fn serve_commands(
+    shard: Rc<RefCell<Shard>>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+) {
+    while let Some(command) = commands.recv().await {
+        shard.borrow_mut().handle(command);
     }
-}
-
-/// Lets the requests in flight on a replaced version finish, then retires it.
-fn drain_then_retire(isolate: SharedIsolate) {
-    tokio::task::spawn_local(async move {
-        loop {
-            if isolate.borrow().in_flight() == 0 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        isolate.borrow_mut().retire(Retirement::Evicted);
-    });
 }

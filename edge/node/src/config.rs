@@ -99,7 +99,7 @@ impl KvSection {
 pub struct ServerSection {
     /// Address to listen on.
     pub listen: String,
-    /// Proxy worker threads; 0 means one per core.
+    /// Worker threads, each accepting connections and running isolates; 0 means one per core.
     pub threads: usize,
     /// Largest request body accepted, in bytes (larger gets 413).
     pub max_body_bytes: u64,
@@ -121,12 +121,10 @@ impl Default for ServerSection {
     }
 }
 
-/// `[engine]`: the V8 worker pool.
+/// `[engine]`: the isolates' memory.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineSection {
-    /// V8 worker threads; 0 means one per core.
-    pub threads: usize,
     /// V8 heap all isolates may hold before idle ones are evicted, in MiB.
     pub memory_budget_mb: u64,
 }
@@ -134,7 +132,6 @@ pub struct EngineSection {
 impl Default for EngineSection {
     fn default() -> Self {
         EngineSection {
-            threads: 0,
             memory_budget_mb: 1024,
         }
     }
@@ -226,10 +223,8 @@ pub struct RefusedFunction {
 pub struct NodeSetup {
     /// Listen address.
     pub listen: SocketAddr,
-    /// Proxy threads (0 = per core).
-    pub server_threads: usize,
-    /// Engine threads (0 = per core).
-    pub engine_threads: usize,
+    /// Worker threads (0 = one per core).
+    pub threads: usize,
     /// V8 heap budget in bytes.
     pub memory_budget_bytes: usize,
     /// Largest request body.
@@ -339,8 +334,7 @@ impl NodeConfig {
         }
         Ok(NodeSetup {
             listen,
-            server_threads: self.server.threads,
-            engine_threads: self.engine.threads,
+            threads: self.server.threads,
             memory_budget_bytes: mib(self.engine.memory_budget_mb),
             max_body_bytes: self.server.max_body_bytes,
             cache_bytes: mib(self.server.cache_mb),
@@ -578,10 +572,7 @@ pub fn dev_config(path: &Path, listen: SocketAddr) -> Result<(NodeConfig, PathBu
             threads: 1,
             ..ServerSection::default()
         },
-        engine: EngineSection {
-            threads: 1,
-            ..EngineSection::default()
-        },
+        engine: EngineSection::default(),
         kv: KvSection::default(),
         routes: vec![RouteRule {
             function: Some(manifest.name.clone()),

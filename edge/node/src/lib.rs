@@ -3,6 +3,7 @@
 pub mod bundler;
 pub mod config;
 mod dev;
+pub mod front;
 pub mod kv;
 pub mod proxy;
 pub mod serving;
@@ -21,8 +22,6 @@ use outpost_engine::FunctionSpec;
 use outpost_engine::Limits;
 use outpost_routing::RouteRule;
 use outpost_routing::RouteTable;
-use pingora::server::Server;
-use pingora::server::configuration::ServerConf;
 
 use crate::config::LocalSetup;
 use crate::config::NodeSetup;
@@ -48,8 +47,7 @@ pub fn embedded_setup(listen: std::net::SocketAddr) -> anyhow::Result<NodeSetup>
     }])?;
     Ok(NodeSetup {
         listen,
-        server_threads: 0,
-        engine_threads: 0,
+        threads: 0,
         memory_budget_bytes: 1024 * 1024 * 1024,
         max_body_bytes: config::DEFAULT_MAX_BODY_BYTES,
         cache_bytes: 0,
@@ -73,7 +71,8 @@ pub fn embedded_setup(listen: std::net::SocketAddr) -> anyhow::Result<NodeSetup>
 }
 
 /// Starts the engine, deploys every function (refusing, with a logged reason, those that
-/// do not boot) and serves HTTP until the process is told to stop. Never returns on success.
+/// do not boot) and serves HTTP until the process is told to stop (SIGTERM: after the
+/// requests in flight are answered; SIGINT: at once). Never returns on success.
 pub fn serve(setup: NodeSetup) -> anyhow::Result<()> {
     run(setup, Source::Local)
 }
@@ -120,9 +119,11 @@ fn run(setup: NodeSetup, source: Source) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
 
     let engine = Arc::new(Engine::start(EngineConfig {
-        threads: setup.engine_threads,
+        threads: setup.threads,
         memory_budget_bytes: setup.memory_budget_bytes,
     })?);
+    // Bound before anything is deployed, so a taken port fails the start at once.
+    let listeners = front::Listeners::bind(setup.listen, engine.threads())?;
     let state = Arc::new(ArcSwap::from_pointee(ServingState::default()));
     match source {
         Source::Control(sync) => sync::start(sync, engine.clone(), state.clone())?,
@@ -140,24 +141,58 @@ fn run(setup: NodeSetup, source: Source) -> anyhow::Result<()> {
         }
     }
 
-    let threads = match setup.server_threads {
-        0 => std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1),
-        n => n,
-    };
-    let conf = ServerConf {
-        threads,
-        ..ServerConf::default()
-    };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
-    server.bootstrap();
-    let proxy = EdgeProxy::new(engine, state, setup.max_body_bytes, setup.cache_bytes);
-    let mut service = pingora::proxy::http_proxy_service(&server.configuration, proxy);
-    service.add_tcp(&setup.listen.to_string());
-    server.add_service(service);
-    tracing::info!(target: "outpost::node", listen = %setup.listen, "serving");
-    server.run_forever()
+    let listen = listeners.addr();
+    let proxy = EdgeProxy::new(
+        engine.clone(),
+        state,
+        setup.max_body_bytes,
+        setup.cache_bytes,
+    );
+    let front = front::Front::start(&engine, listeners, &proxy);
+    tracing::info!(target: "outpost::node", %listen, workers = engine.threads(), "serving");
+    let signal = wait_for_stop_signal()?;
+    tracing::info!(target: "outpost::node", "{signal}: stopping");
+    if signal == StopSignal::Terminate {
+        front.shutdown(SHUTDOWN_GRACE);
+    }
+    std::process::exit(0)
+}
+
+/// How long a node told to terminate waits for the requests in flight.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How the node was told to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopSignal {
+    /// SIGTERM: finish the requests in flight first.
+    Terminate,
+    /// SIGINT (Ctrl-C): stop now.
+    Interrupt,
+}
+
+impl std::fmt::Display for StopSignal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StopSignal::Terminate => "SIGTERM",
+            StopSignal::Interrupt => "SIGINT",
+        })
+    }
+}
+
+fn wait_for_stop_signal() -> std::io::Result<StopSignal> {
+    use tokio::signal::unix::SignalKind;
+    use tokio::signal::unix::signal;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
+    runtime.block_on(async {
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        Ok(tokio::select! {
+            _ = terminate.recv() => StopSignal::Terminate,
+            _ = interrupt.recv() => StopSignal::Interrupt,
+        })
+    })
 }
 
 /// Deploys a local config's functions and builds the state that serves them.

@@ -1,8 +1,8 @@
 //! The edge proxy: a pingora `ProxyHttp` app that routes each request to a function (the engine) or an origin (upstream + cache).
 
 use std::sync::Arc;
-use std::sync::LazyLock;
 use std::sync::atomic::AtomicU64;
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -15,6 +15,7 @@ use outpost_engine::EngineRequest;
 use outpost_engine::EngineResponse;
 use outpost_engine::FunctionFailure;
 use outpost_engine::RequestBody;
+use outpost_engine::RequestId;
 use outpost_engine::ResponseBody;
 use outpost_routing::RouteTarget;
 use pingora::cache::CacheKey;
@@ -28,6 +29,7 @@ use pingora::cache::eviction::simple_lru::Manager as LruManager;
 use pingora::cache::filters::resp_cacheable;
 use pingora::http::RequestHeader;
 use pingora::http::ResponseHeader;
+use pingora::modules::http::HttpModules;
 use pingora::proxy::ProxyHttp;
 use pingora::proxy::Session;
 use pingora::upstreams::peer::HttpPeer;
@@ -41,24 +43,44 @@ use crate::serving::ServingState;
 static CACHE_DEFAULTS: CacheMetaDefaults = CacheMetaDefaults::new(|_| None, 0, 0);
 
 /// Node-wide origin cache: storage and its byte-bounded LRU. Pingora wants `'static` refs.
+#[derive(Clone, Copy)]
 struct OriginCache {
     storage: &'static MemCache,
     eviction: &'static LruManager,
 }
 
-/// The proxy: routes each request against the node's current [`ServingState`].
+/// The proxy: routes each request against the node's current [`ServingState`]. Each
+/// worker thread has its own copy ([`EdgeProxy::for_worker`]); the engine, the serving
+/// state and the origin cache are shared.
 pub struct EdgeProxy {
     engine: Arc<Engine>,
     state: Arc<ArcSwap<ServingState>>,
     max_body_bytes: u64,
     cache: Option<OriginCache>,
     request_ids: RequestIds,
+    in_flight: Arc<AtomicUsize>,
 }
 
 /// Per-request state of the proxy.
-#[derive(Default)]
 pub struct RequestCtx {
     origin: Option<Arc<Origin>>,
+    _in_flight: InFlight,
+}
+
+/// Counts a request as in flight from its head to the end of its response.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn new(count: &Arc<AtomicUsize>) -> InFlight {
+        count.fetch_add(1, Ordering::AcqRel);
+        InFlight(count.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl EdgeProxy {
@@ -79,8 +101,27 @@ impl EdgeProxy {
             state,
             max_body_bytes,
             cache,
-            request_ids: RequestIds::new(),
+            request_ids: RequestIds::new(0),
+            in_flight: Arc::default(),
         }
+    }
+
+    /// The proxy for worker `index`: the same engine, state and cache, its own request
+    /// ids and in-flight count (nothing on the request path is shared between workers).
+    pub fn for_worker(&self, index: usize) -> EdgeProxy {
+        EdgeProxy {
+            engine: self.engine.clone(),
+            state: self.state.clone(),
+            max_body_bytes: self.max_body_bytes,
+            cache: self.cache,
+            request_ids: RequestIds::new(index),
+            in_flight: Arc::default(),
+        }
+    }
+
+    /// Requests this proxy is handling right now.
+    pub fn in_flight(&self) -> Arc<AtomicUsize> {
+        self.in_flight.clone()
     }
 
     async fn serve_function(
@@ -97,15 +138,15 @@ impl EdgeProxy {
             .and_then(|addr| addr.as_inet())
             .map(|addr| addr.ip());
         let key = match state.resolve(function, client) {
-            Resolved::Run(live) => live.key.clone(),
+            Resolved::Run(live) => &*live.key,
             Resolved::Refused(reason) => {
                 let body = format!("function {function:?} is unavailable: {reason}\n");
-                respond_text(session, 503, &body, &request_id).await?;
+                respond_text(session, 503, &body, request_id).await?;
                 return Ok(true);
             }
             Resolved::Missing => {
                 let body = format!("function {function:?} is not deployed on this node\n");
-                respond_text(session, 503, &body, &request_id).await?;
+                respond_text(session, 503, &body, request_id).await?;
                 return Ok(true);
             }
         };
@@ -117,12 +158,12 @@ impl EdgeProxy {
                 "request body of {length} bytes exceeds the limit of {} bytes\n",
                 self.max_body_bytes
             );
-            respond_text(session, 413, &body, &request_id).await?;
+            respond_text(session, 413, &body, request_id).await?;
             return Ok(true);
         }
         let is_head = header.method == http::Method::HEAD;
-        let (request, body_tx) = engine_request(session, request_id.clone());
-        let dispatch = self.engine.dispatch(&key, request);
+        let (request, body_tx) = engine_request(session, request_id);
+        let dispatch = self.engine.dispatch(key, request);
         let outcome = match body_tx {
             None => dispatch.await,
             Some(tx) => match pump_body(session, tx, dispatch, self.max_body_bytes).await {
@@ -132,7 +173,7 @@ impl EdgeProxy {
                         "request body exceeds the limit of {} bytes\n",
                         self.max_body_bytes
                     );
-                    respond_text(session, 413, &body, &request_id).await?;
+                    respond_text(session, 413, &body, request_id).await?;
                     return Ok(true);
                 }
             },
@@ -151,12 +192,12 @@ impl EdgeProxy {
             }
             Err(failure) => {
                 let (status, reason) = describe_failure(function, &failure);
-                tracing::warn!(target: "outpost::proxy", function, request_id, status, "{reason}");
+                tracing::warn!(target: "outpost::proxy", function, %request_id, status, "{reason}");
                 respond_text(
                     session,
                     status,
                     &format!("{reason} (request id {request_id})\n"),
-                    &request_id,
+                    request_id,
                 )
                 .await?;
                 Ok(true)
@@ -169,8 +210,15 @@ impl EdgeProxy {
 impl ProxyHttp for EdgeProxy {
     type CTX = RequestCtx;
 
+    /// No downstream modules: responses pass through as the function or origin made
+    /// them (pingora's default adds a disabled compression module to every request).
+    fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
+
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::default()
+        RequestCtx {
+            origin: None,
+            _in_flight: InFlight::new(&self.in_flight),
+        }
     }
 
     async fn request_filter(
@@ -200,13 +248,8 @@ impl ProxyHttp for EdgeProxy {
                     && length > self.max_body_bytes
                 {
                     let request_id = self.request_ids.next();
-                    respond_text(
-                        session,
-                        413,
-                        "request body exceeds the limit\n",
-                        &request_id,
-                    )
-                    .await?;
+                    respond_text(session, 413, "request body exceeds the limit\n", request_id)
+                        .await?;
                     return Ok(true);
                 }
                 Ok(false)
@@ -218,7 +261,7 @@ impl ProxyHttp for EdgeProxy {
             Some(RouteTarget::Bypass) | None => {
                 let request_id = self.request_ids.next();
                 let body = format!("no route matches {host}{path}\n");
-                respond_text(session, 404, &body, &request_id).await?;
+                respond_text(session, 404, &body, request_id).await?;
                 Ok(true)
             }
         }
@@ -357,7 +400,7 @@ fn has_body(header: &RequestHeader) -> bool {
 /// through the returned sender when there is one.
 fn engine_request(
     session: &Session,
-    request_id: String,
+    request_id: RequestId,
 ) -> (EngineRequest, Option<mpsc::Sender<BodyChunk>>) {
     let header = session.req_header();
     let host = header
@@ -371,17 +414,10 @@ fn engine_request(
         .path_and_query()
         .map(|pq| pq.as_str())
         .unwrap_or("/");
-    let url = format!("http://{host}{path}");
-    let headers = header
-        .headers
-        .iter()
-        .map(|(name, value)| {
-            (
-                name.as_str().to_string(),
-                String::from_utf8_lossy(value.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
+    let mut url = String::with_capacity("http://".len() + host.len() + path.len());
+    url.push_str("http://");
+    url.push_str(host);
+    url.push_str(path);
     let (body, tx) = if has_body(header) {
         let (tx, rx) = mpsc::channel(outpost_engine::BODY_CHANNEL_CHUNKS);
         (RequestBody::Stream(rx), Some(tx))
@@ -389,9 +425,9 @@ fn engine_request(
         (RequestBody::Empty, None)
     };
     let request = EngineRequest {
-        method: header.method.as_str().to_string(),
+        method: header.method.clone(),
         url,
-        headers,
+        headers: header.headers.clone(),
         body,
         request_id,
     };
@@ -447,17 +483,30 @@ async fn write_response(
     response: EngineResponse,
     is_head: bool,
 ) -> pingora::Result<()> {
-    let mut header = ResponseHeader::build(response.status, Some(response.headers.len() + 1))?;
+    let mut header =
+        ResponseHeader::build_no_case(response.status, Some(response.headers.len() + 1))?;
+    let streamed = matches!(response.body, ResponseBody::Stream(_));
     let mut has_length = false;
+    let mut last = None;
     for (name, value) in response.headers {
-        let name = http::HeaderName::from_bytes(&name).map_err(|_| invalid_header())?;
+        // A name appears once, before the rest of its values.
+        let name = match name {
+            Some(name) => {
+                last = Some(name.clone());
+                name
+            }
+            None => match &last {
+                Some(name) => name.clone(),
+                None => continue,
+            },
+        };
         if name == http::header::CONTENT_LENGTH || name == http::header::TRANSFER_ENCODING {
             has_length |= name == http::header::CONTENT_LENGTH;
-            if !matches!(response.body, ResponseBody::Stream(_)) {
+            // The node frames bodies it holds whole; streamed ones keep the handler's framing.
+            if !streamed {
                 continue;
             }
         }
-        let value = http::HeaderValue::from_maybe_shared(value).map_err(|_| invalid_header())?;
         header.append_header(name, value)?;
     }
     match response.body {
@@ -468,7 +517,7 @@ async fn write_response(
             session.write_response_header(Box::new(header), true).await
         }
         ResponseBody::Full(bytes) => {
-            header.insert_header(http::header::CONTENT_LENGTH, bytes.len().to_string())?;
+            header.insert_header(http::header::CONTENT_LENGTH, bytes.len())?;
             if is_head || bytes.is_empty() {
                 return session.write_response_header(Box::new(header), true).await;
             }
@@ -504,24 +553,17 @@ async fn write_response(
     }
 }
 
-fn invalid_header() -> Box<pingora::Error> {
-    pingora::Error::explain(
-        pingora::ErrorType::InternalError,
-        "the function set an invalid header",
-    )
-}
-
 /// A plain-text response the node itself produces (errors, 404, 413).
 async fn respond_text(
     session: &mut Session,
     status: u16,
     body: &str,
-    request_id: &str,
+    request_id: RequestId,
 ) -> pingora::Result<()> {
-    let mut header = ResponseHeader::build(status, Some(3))?;
+    let mut header = ResponseHeader::build_no_case(status, Some(3))?;
     header.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
-    header.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
-    header.insert_header("x-outpost-request-id", request_id)?;
+    header.insert_header(http::header::CONTENT_LENGTH, body.len())?;
+    header.insert_header("x-outpost-request-id", request_id.to_string())?;
     session
         .write_response_header(Box::new(header), false)
         .await?;
@@ -574,27 +616,24 @@ pub fn describe_failure(function: &str, failure: &FunctionFailure) -> (u16, Stri
     }
 }
 
-/// Request ids: a per-process random prefix and a counter; unique per node, cheap to make.
+/// Request ids of one worker: its index and a counter.
 struct RequestIds {
-    prefix: String,
+    worker: u32,
     counter: AtomicU64,
 }
 
 impl RequestIds {
-    fn new() -> RequestIds {
-        static START: LazyLock<String> =
-            LazyLock::new(|| uuid::Uuid::new_v4().simple().to_string()[..8].to_string());
+    fn new(worker: usize) -> RequestIds {
         RequestIds {
-            prefix: START.clone(),
+            worker: u32::try_from(worker).unwrap_or(u32::MAX),
             counter: AtomicU64::new(0),
         }
     }
 
-    fn next(&self) -> String {
-        format!(
-            "{}-{:x}",
-            self.prefix,
-            self.counter.fetch_add(1, Ordering::Relaxed)
-        )
+    fn next(&self) -> RequestId {
+        RequestId {
+            worker: self.worker,
+            seq: self.counter.fetch_add(1, Ordering::Relaxed),
+        }
     }
 }

@@ -199,9 +199,6 @@ listen = "127.0.0.1:{PORT}"
 threads = 2
 max_body_bytes = 2097152
 
-[engine]
-threads = 2
-
 [[functions]]
 name = "webapi"
 main = "{FIXTURES}/webapi/index.js"
@@ -355,28 +352,87 @@ async fn web_apis_work_inside_handlers() {
         "logged"
     );
 
-    // The isolate is reused across requests.
-    let first = get_json(&node.url("/counter")).await["hits"]
-        .as_u64()
-        .unwrap();
-    let second = get_json(&node.url("/counter")).await["hits"]
-        .as_u64()
-        .unwrap();
-    assert_eq!(second, first + 1);
+    // The isolate is reused across requests: those of one connection run on one worker
+    // thread, hence on one isolate (module state is per isolate, as on Workers).
+    let connection = client();
+    let hits = |body: Value| body["hits"].as_u64().unwrap();
+    let first = connection.get(node.url("/counter")).send().await.unwrap();
+    let first = hits(first.json().await.unwrap());
+    let second = connection.get(node.url("/counter")).send().await.unwrap();
+    assert_eq!(hits(second.json().await.unwrap()), first + 1);
 
     // ctx.waitUntil keeps work alive after the response.
-    let response = client().get(node.url("/waituntil")).send().await.unwrap();
+    let response = connection.get(node.url("/waituntil")).send().await.unwrap();
     assert_eq!(
         response.text().await.unwrap(),
         "sent before waitUntil finished"
     );
+    let waited = || async {
+        let response = connection.get(node.url("/waited")).send().await.unwrap();
+        response.json::<Value>().await.unwrap()
+    };
     assert_eq!(
-        get_json(&node.url("/waited")).await,
+        waited().await,
         json!({"waited": 0}),
         "response was sent before the work finished"
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(get_json(&node.url("/waited")).await, json!({"waited": 1}));
+    assert_eq!(waited().await, json!({"waited": 1}));
+
+    // Responses: a text body gets the Fetch spec's content type, bytes none; a status on
+    // Response.json, and headers set after construction, are kept; a body the handler
+    // already read cannot be sent.
+    let text = client().get(node.url("/static-text")).send().await.unwrap();
+    assert_eq!(
+        text.headers()["content-type"],
+        "text/plain;charset=UTF-8",
+        "{text:?}"
+    );
+    assert_eq!(text.text().await.unwrap(), "plain");
+    let bytes = client()
+        .get(node.url("/static-bytes"))
+        .send()
+        .await
+        .unwrap();
+    assert!(bytes.headers().get("content-type").is_none(), "{bytes:?}");
+    assert_eq!(bytes.text().await.unwrap(), "hi");
+    let json = client().get(node.url("/json-status")).send().await.unwrap();
+    assert_eq!(json.status(), 202);
+    assert_eq!(json.headers()["content-type"], "application/json");
+    assert_eq!(json.json::<Value>().await.unwrap(), json!({"made": true}));
+    let after = client()
+        .get(node.url("/headers-after"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.headers()["x-extra"], "1");
+    assert_eq!(after.headers()["content-type"], "text/plain;charset=UTF-8");
+    assert_eq!(after.text().await.unwrap(), "with header");
+    let read = client()
+        .get(node.url("/already-read"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 500);
+    assert!(
+        read.text().await.unwrap().contains("invalid response"),
+        "a consumed body is refused"
+    );
+
+    // Header values are byte strings: bytes that are not UTF-8 reach JS one per character.
+    let latin = client()
+        .get(node.url("/latin1"))
+        .header(
+            "x-latin",
+            reqwest::header::HeaderValue::from_bytes(b"caf\xe9").unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        latin.json::<Value>().await.unwrap(),
+        json!({"codes": [99, 97, 102, 233]})
+    );
 
     // Several ES modules importing each other; service-worker syntax routed by host.
     assert_eq!(
@@ -513,9 +569,6 @@ async fn concurrent_requests_interleave_on_one_isolate() {
 const HOSTILE_CONFIG: &str = r#"
 [server]
 listen = "127.0.0.1:{PORT}"
-threads = 2
-
-[engine]
 threads = 1
 
 [[functions]]
@@ -535,7 +588,7 @@ function = "neighbour"
 function = "hostile"
 "#;
 
-/// Runs `attack` while a neighbour function on the same (single) engine thread keeps answering.
+/// Runs `attack` while a neighbour function on the same (single) worker thread keeps answering.
 async fn attack_with_neighbour(node: &Node, path: &str) -> (u16, String, Duration) {
     let attack = {
         let url = node.url(path);
@@ -611,9 +664,6 @@ const BAD_INPUT_CONFIG: &str = r#"
 listen = "127.0.0.1:{PORT}"
 threads = 1
 max_body_bytes = 1024
-
-[engine]
-threads = 1
 
 [[functions]]
 name = "broken"
@@ -741,9 +791,6 @@ async fn routes_send_traffic_to_functions_and_cached_origins() {
 listen = "127.0.0.1:{{PORT}}"
 threads = 1
 
-[engine]
-threads = 1
-
 [[functions]]
 name = "neighbour"
 main = "{{FIXTURES}}/neighbour/index.js"
@@ -861,4 +908,47 @@ fn outpost_dev_serves_a_handler_file() {
     let _ = child.wait();
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
     assert!(body.ends_with("hello, modules!"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_requests_in_flight_finish_and_a_taken_port_is_refused() {
+    // A request in flight when the node is told to terminate still gets its answer.
+    let mut node = Node::start(WEB_CONFIG);
+    let slow = {
+        let url = node.url("/slow?ms=600");
+        tokio::spawn(async move { client().get(url).send().await?.text().await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let killed = Command::new("kill")
+        .args(["-TERM", &node.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert_eq!(slow.await.unwrap().unwrap(), "slow done");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = node.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the node did not exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "{status}; log:\n{}", node.log_text());
+
+    // Another process holds the port: the node says so and exits instead of sharing it.
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_outpost-edge"))
+        .args(["--listen", &addr.to_string()])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}")),
+        "{stderr}"
+    );
 }

@@ -8,6 +8,8 @@ const {
   op_outpost_respond_empty,
   op_outpost_respond_bytes,
   op_outpost_respond_text,
+  op_outpost_respond_static_text,
+  op_outpost_respond_static_bytes,
   op_outpost_respond_stream,
   op_outpost_body_write,
   op_outpost_body_close,
@@ -78,19 +80,40 @@ const response = core.loadExtScript("ext:deno_fetch/23_response.js");
 const fetchMod = core.loadExtScript("ext:deno_fetch/26_fetch.js");
 
 const { InnerBody } = body;
-const { newInnerRequest, fromInnerRequest } = request;
-const { ResponsePrototype, toInnerResponse } = response;
+const { fromInnerRequest } = request;
+const {
+  ResponsePrototype,
+  toInnerResponse,
+  responseBodyUsed,
+  serveFastBodyKey,
+  serveFastConsumedKey,
+  serveFastContentTypeKey,
+  serveFastHeaderKindKey,
+  serveFastStatusKey,
+  SERVE_FAST_HEADER_DEFAULT_TEXT,
+  SERVE_FAST_HEADER_NONE,
+} = response;
 const { ReadableStreamPrototype, readableStreamForRid } = streams;
 
 // Which request the running code belongs to travels with V8's async context, so
 // promise continuations, timers and fetches of concurrent requests stay apart.
-const kRequestState = Symbol("outpost.request");
+// (A class, not an object literal: every request makes one, and instances of a class
+// share one shape from the start.)
+class RequestState {
+  constructor(id) {
+    this.id = id;
+    this.subrequests = 0;
+    this.pending = 0;
+    this.responded = false;
+    this.passThrough = false;
+    this.swResponse = undefined;
+  }
+}
+const RequestStatePrototype = RequestState.prototype;
 
 function currentRequest() {
   const state = core.getAsyncContext();
-  return state !== undefined && state !== null && state[kRequestState] === true
-    ? state
-    : null;
+  return ObjectPrototypeIsPrototypeOf(RequestStatePrototype, state) ? state : null;
 }
 
 // ---- console: every line becomes a tracing event tagged with function and request.
@@ -214,15 +237,65 @@ function serviceWorkerFetch(request, _env, ctx) {
   return state.swResponse;
 }
 
+// ---- the request a handler receives: deno_fetch's inner request, built lazily from
+// what Rust hands over (header pairs become the header list only when read).
+class IncomingRequest {
+  constructor(method, url, headerPairs, body) {
+    this.methodInner = method;
+    this.headerPairs = headerPairs;
+    this.headerListInner = null;
+    this.body = body;
+    this.redirectMode = "follow";
+    this.redirectCount = 0;
+    this.urlListInner = null;
+    this.urlListProcessed = [url];
+    this.clientRid = null;
+    this.blobUrlEntry = null;
+  }
+  get method() {
+    return this.methodInner;
+  }
+  set method(value) {
+    this.methodInner = value;
+  }
+  get headerList() {
+    if (this.headerListInner === null) {
+      const pairs = this.headerPairs;
+      const list = [];
+      for (let i = 0; i < pairs.length; i += 2) {
+        ArrayPrototypePush(list, [pairs[i], pairs[i + 1]]);
+      }
+      this.headerListInner = list;
+    }
+    return this.headerListInner;
+  }
+  set headerList(value) {
+    this.headerListInner = value;
+  }
+  get urlList() {
+    if (this.urlListInner === null) {
+      const url = this.urlListProcessed[0];
+      this.urlListInner = [() => url];
+    }
+    return this.urlListInner;
+  }
+  set urlList(value) {
+    this.urlListInner = value;
+  }
+  url() {
+    return this.urlListProcessed[0];
+  }
+  currentUrl() {
+    const last = this.urlList.length - 1;
+    if (this.urlListProcessed[last] === undefined) {
+      this.urlListProcessed[last] = this.urlList[last]();
+    }
+    return this.urlListProcessed[last];
+  }
+}
+
 // ---- per-request flow: dispatch -> handler -> respond/fail -> (waitUntil) -> done.
 function dispatch(id, method, urlString, headerPairs, bodyArg) {
-  const headerList = () => {
-    const list = [];
-    for (let i = 0; i < headerPairs.length; i += 2) {
-      ArrayPrototypePush(list, [headerPairs[i], headerPairs[i + 1]]);
-    }
-    return list;
-  };
   let innerBody = null;
   if (typeof bodyArg === "number") {
     innerBody = new InnerBody(readableStreamForRid(bodyArg));
@@ -230,17 +303,9 @@ function dispatch(id, method, urlString, headerPairs, bodyArg) {
     innerBody = new InnerBody({ body: bodyArg, consumed: false });
     innerBody.length = bodyArg.byteLength;
   }
-  const inner = newInnerRequest(method, urlString, headerList, innerBody, false);
+  const inner = new IncomingRequest(method, urlString, headerPairs, innerBody);
   const req = fromInnerRequest(inner, "immutable");
-  const state = {
-    [kRequestState]: true,
-    id,
-    subrequests: 0,
-    pending: 0,
-    responded: false,
-    passThrough: false,
-    swResponse: undefined,
-  };
+  const state = new RequestState(id);
   const ctx = new ExecutionContext(state);
   const previous = core.getAsyncContext();
   core.setAsyncContext(state);
@@ -281,6 +346,7 @@ function respond(state, res) {
     );
     return;
   }
+  if (respondStatic(state, res)) return;
   const inner = toInnerResponse(res);
   if (inner.type === "error") {
     failWith(state, "invalid_response", "the handler returned Response.error()", "");
@@ -319,6 +385,31 @@ function respond(state, res) {
   state.responded = true;
   state.pending++;
   PromisePrototypeThen(pump(id, source), () => settle(state));
+}
+
+// A response whose body is a string or bytes and whose only header is a content type
+// (`new Response("text")`, `Response.json(data)`) goes out without materializing its
+// header list or body object.
+function respondStatic(state, res) {
+  const status = res[serveFastStatusKey];
+  const body = res[serveFastBodyKey];
+  if (!status || body === null || body === undefined || responseBodyUsed(res)) {
+    return false;
+  }
+  res[serveFastConsumedKey] = true;
+  const kind = res[serveFastHeaderKindKey];
+  const contentType = kind === SERVE_FAST_HEADER_NONE
+    ? ""
+    : kind === SERVE_FAST_HEADER_DEFAULT_TEXT
+    ? "text/plain;charset=UTF-8"
+    : res[serveFastContentTypeKey];
+  if (typeof body === "string") {
+    op_outpost_respond_static_text(state.id, status, contentType, body);
+  } else {
+    op_outpost_respond_static_bytes(state.id, status, contentType, body);
+  }
+  finish(state);
+  return true;
 }
 
 async function pump(id, stream) {
@@ -480,6 +571,38 @@ core.setReportExceptionCallback((error) => {
   );
 });
 
+// Runs once, while the startup snapshot is taken (build.rs): sends a few requests through
+// the request path so V8 compiles it there; the snapshot keeps the bytecode, and a new
+// isolate answers its first request without compiling the runtime's JavaScript. Ops
+// see no request table at build time and do nothing.
+function warmup() {
+  const saved = handler;
+  handler = {
+    fetch(request) {
+      const url = new URL(request.url);
+      const host = request.headers.get("host");
+      switch (url.pathname) {
+        case "/json":
+          return Response.json({ host, method: request.method });
+        case "/headers":
+          return new Response("warm", {
+            status: 201,
+            headers: { "content-type": "text/plain", "x-warm": "1" },
+          });
+        default:
+          return new Response("warm");
+      }
+    },
+  };
+  try {
+    for (const path of ["/", "/json", "/headers"]) {
+      dispatch(0, "GET", `http://warm.up${path}`, ["host", "warm.up"], undefined);
+    }
+  } finally {
+    handler = saved;
+  }
+}
+
 // Rust picks these up when an isolate boots and, before user code runs, deletes them along
 // with `Deno` and `__bootstrap` (deno_core still needs those while it binds ops).
-globalThis[SymbolFor("outpost.internal")] = { boot, dispatch };
+globalThis[SymbolFor("outpost.internal")] = { boot, dispatch, warmup };

@@ -23,6 +23,7 @@ use crate::exchange::BODY_CHANNEL_CHUNKS;
 use crate::exchange::BodyChunk;
 use crate::exchange::EngineResponse;
 use crate::exchange::FunctionFailure;
+use crate::exchange::RequestId;
 use crate::exchange::ResponseBody;
 
 deno_core::extension!(
@@ -32,6 +33,8 @@ deno_core::extension!(
         op_outpost_respond_empty,
         op_outpost_respond_bytes,
         op_outpost_respond_text,
+        op_outpost_respond_static_text,
+        op_outpost_respond_static_bytes,
         op_outpost_respond_stream,
         op_outpost_body_write,
         op_outpost_body_close,
@@ -81,7 +84,7 @@ pub type Responder = oneshot::Sender<Result<EngineResponse, FunctionFailure>>;
 /// every `ctx.waitUntil` promise settled).
 pub struct PendingRequest {
     /// The node's request id, for logs.
-    pub request_id: Rc<str>,
+    pub request_id: RequestId,
     /// Taken when the response head (or a failure) is sent.
     pub responder: Option<Responder>,
     /// Present while a streamed response body is being written.
@@ -151,29 +154,22 @@ impl RequestTable {
 /// The function this isolate runs, for log lines.
 pub struct FunctionLabel(pub Rc<str>);
 
+/// The request `id` still in flight in this isolate. There is none while the startup
+/// snapshot is taken (no request table then), so the warm-up requests go nowhere.
+fn pending(state: &mut OpState, id: u32) -> Option<&mut PendingRequest> {
+    state.try_borrow_mut::<RequestTable>()?.get_mut(id)
+}
+
 fn respond(
     state: &mut OpState,
     id: u32,
     status: u32,
-    headers: Vec<(ByteString, ByteString)>,
+    headers: http::HeaderMap,
     body: ResponseBody,
 ) {
-    let table = state.borrow_mut::<RequestTable>();
-    let Some(pending) = table.get_mut(id) else {
+    let Some(responder) = pending(state, id).and_then(|pending| pending.responder.take()) else {
         return;
     };
-    let Some(responder) = pending.responder.take() else {
-        return;
-    };
-    let headers = headers
-        .into_iter()
-        .map(|(name, value)| {
-            (
-                Bytes::copy_from_slice(&name),
-                Bytes::copy_from_slice(&value),
-            )
-        })
-        .collect();
     // The Response constructor keeps status within 200..=599, so it fits a u16.
     let status = u16::try_from(status).unwrap_or(500);
     // A dropped receiver means the client went away; nothing left to tell it.
@@ -184,6 +180,53 @@ fn respond(
     }));
 }
 
+/// The header list of a `Response` as HTTP headers. JS `Headers` already validated
+/// each name and value against the Fetch spec; the few byte strings it allows that
+/// HTTP/1 cannot carry (control characters) make the response invalid.
+fn header_map(
+    state: &mut OpState,
+    id: u32,
+    list: Vec<(ByteString, ByteString)>,
+) -> Option<http::HeaderMap> {
+    let mut headers = http::HeaderMap::with_capacity(list.len());
+    for (name, value) in list {
+        let parsed = http::HeaderName::from_bytes(&name)
+            .ok()
+            .zip(http::HeaderValue::from_bytes(&value).ok());
+        let Some((name, value)) = parsed else {
+            fail_request(
+                state,
+                id,
+                FunctionFailure::InvalidResponse(format!(
+                    "header {:?} cannot be sent over HTTP",
+                    String::from_utf8_lossy(&name)
+                )),
+            );
+            return None;
+        };
+        headers.append(name, value);
+    }
+    Some(headers)
+}
+
+/// Fails a request that has not answered yet.
+fn fail_request(state: &mut OpState, id: u32, failure: FunctionFailure) {
+    if let Some(responder) = pending(state, id).and_then(|pending| pending.responder.take()) {
+        let _ = responder.send(Err(failure));
+    }
+}
+
+/// A header map with at most a `content-type` (empty: none).
+fn content_type_only(content_type: &str) -> http::HeaderMap {
+    let mut headers = http::HeaderMap::new();
+    if !content_type.is_empty()
+        && let Ok(value) = http::HeaderValue::from_str(content_type)
+    {
+        headers.insert(http::header::CONTENT_TYPE, value);
+    }
+    headers
+}
+
 /// Sends a response without a body.
 #[op2]
 fn op_outpost_respond_empty(
@@ -192,7 +235,9 @@ fn op_outpost_respond_empty(
     #[smi] status: u32,
     #[scoped] headers: Vec<(ByteString, ByteString)>,
 ) {
-    respond(state, id, status, headers, ResponseBody::Empty);
+    if let Some(headers) = header_map(state, id, headers) {
+        respond(state, id, status, headers, ResponseBody::Empty);
+    }
 }
 
 /// Sends a response whose body is a byte buffer.
@@ -204,13 +249,10 @@ fn op_outpost_respond_bytes(
     #[scoped] headers: Vec<(ByteString, ByteString)>,
     #[buffer] body: JsBuffer,
 ) {
-    respond(
-        state,
-        id,
-        status,
-        headers,
-        ResponseBody::Full(Bytes::from_owner(body)),
-    );
+    if let Some(headers) = header_map(state, id, headers) {
+        let body = ResponseBody::Full(Bytes::from_owner(body));
+        respond(state, id, status, headers, body);
+    }
 }
 
 /// Sends a response whose body is a string (sent as UTF-8).
@@ -222,12 +264,48 @@ fn op_outpost_respond_text(
     #[scoped] headers: Vec<(ByteString, ByteString)>,
     #[string] body: String,
 ) {
+    if let Some(headers) = header_map(state, id, headers) {
+        respond(
+            state,
+            id,
+            status,
+            headers,
+            ResponseBody::Full(Bytes::from(body)),
+        );
+    }
+}
+
+/// Sends a `Response` built from a string and at most a content type (its headers were
+/// never materialized: `new Response("text")`, `Response.json(data)`).
+#[op2(fast)]
+fn op_outpost_respond_static_text(
+    state: &mut OpState,
+    #[smi] id: u32,
+    #[smi] status: u32,
+    #[string] content_type: &str,
+    #[string] body: &str,
+) {
+    let headers = content_type_only(content_type);
+    let body = ResponseBody::Full(Bytes::copy_from_slice(body.as_bytes()));
+    respond(state, id, status, headers, body);
+}
+
+/// Like `op_outpost_respond_static_text`, for a byte body.
+#[op2]
+fn op_outpost_respond_static_bytes(
+    state: &mut OpState,
+    #[smi] id: u32,
+    #[smi] status: u32,
+    #[string] content_type: &str,
+    #[buffer] body: JsBuffer,
+) {
+    let headers = content_type_only(content_type);
     respond(
         state,
         id,
         status,
         headers,
-        ResponseBody::Full(Bytes::from(body)),
+        ResponseBody::Full(Bytes::from_owner(body)),
     );
 }
 
@@ -239,8 +317,11 @@ fn op_outpost_respond_stream(
     #[smi] status: u32,
     #[scoped] headers: Vec<(ByteString, ByteString)>,
 ) {
+    let Some(headers) = header_map(state, id, headers) else {
+        return;
+    };
     let (tx, rx) = mpsc::channel(BODY_CHANNEL_CHUNKS);
-    if let Some(pending) = state.borrow_mut::<RequestTable>().get_mut(id) {
+    if let Some(pending) = pending(state, id) {
         pending.body = Some(tx);
     }
     respond(state, id, status, headers, ResponseBody::Stream(rx));
@@ -255,8 +336,7 @@ async fn op_outpost_body_write(
 ) -> bool {
     let sender = {
         let mut state = state.borrow_mut();
-        let table = state.borrow_mut::<RequestTable>();
-        match table.get_mut(id).and_then(|p| p.body.clone()) {
+        match pending(&mut state, id).and_then(|p| p.body.clone()) {
             Some(sender) => sender,
             None => return false,
         }
@@ -267,7 +347,7 @@ async fn op_outpost_body_write(
 /// Ends a streamed response body.
 #[op2(fast)]
 fn op_outpost_body_close(state: &mut OpState, #[smi] id: u32) {
-    if let Some(pending) = state.borrow_mut::<RequestTable>().get_mut(id) {
+    if let Some(pending) = pending(state, id) {
         pending.body = None;
     }
 }
@@ -275,9 +355,7 @@ fn op_outpost_body_close(state: &mut OpState, #[smi] id: u32) {
 /// Breaks a streamed response body with an error (the client sees a truncated response).
 #[op2(fast)]
 fn op_outpost_body_error(state: &mut OpState, #[smi] id: u32, #[string] message: &str) {
-    if let Some(pending) = state.borrow_mut::<RequestTable>().get_mut(id)
-        && let Some(sender) = pending.body.take()
-    {
+    if let Some(sender) = pending(state, id).and_then(|pending| pending.body.take()) {
         let _ = sender.try_send(Err(message.to_string()));
     }
 }
@@ -292,9 +370,8 @@ fn op_outpost_fail(
     #[string] stack: &str,
     pass_through: bool,
 ) {
-    let function = state.borrow::<FunctionLabel>().0.clone();
-    let table = state.borrow_mut::<RequestTable>();
-    let Some(pending) = table.get_mut(id) else {
+    let function = label(state);
+    let Some(pending) = pending(state, id) else {
         return;
     };
     let failure = match kind {
@@ -308,7 +385,7 @@ fn op_outpost_fail(
     tracing::error!(
         target: "outpost::function",
         function = &*function,
-        request_id = &*pending.request_id,
+        request_id = %pending.request_id,
         kind,
         "handler failed: {stack}"
     );
@@ -317,24 +394,28 @@ fn op_outpost_fail(
     }
 }
 
+/// The function's name for log lines.
+fn label(state: &OpState) -> Rc<str> {
+    state
+        .try_borrow::<FunctionLabel>()
+        .map_or_else(|| Rc::from(""), |label| label.0.clone())
+}
+
 /// Marks a request finished: response sent and every `waitUntil` promise settled.
 #[op2(fast)]
 fn op_outpost_done(state: &mut OpState, #[smi] id: u32) {
-    state.borrow_mut::<RequestTable>().entries.remove(&id);
+    if let Some(table) = state.try_borrow_mut::<RequestTable>() {
+        table.entries.remove(&id);
+    }
 }
 
 /// `console.*` output of a handler, as a tracing event tagged with the function and request.
 #[op2(fast)]
 fn op_outpost_log(state: &mut OpState, #[smi] level: u32, #[string] message: &str, #[smi] id: u32) {
-    let function = state.borrow::<FunctionLabel>().0.clone();
-    let request_id = state
-        .borrow::<RequestTable>()
-        .entries
-        .get(&id)
-        .map(|p| p.request_id.clone())
-        .unwrap_or_else(|| Rc::from(""));
+    let function = label(state);
+    let request_id = pending(state, id).map(|p| tracing::field::display(p.request_id));
     let message = message.strip_suffix('\n').unwrap_or(message);
-    let (function, request_id) = (&*function, &*request_id);
+    let function = &*function;
     match level {
         0 => tracing::debug!(target: "outpost::console", function, request_id, "{message}"),
         1 => tracing::info!(target: "outpost::console", function, request_id, "{message}"),
