@@ -234,8 +234,8 @@ impl FunctionIsolate {
             let entered = Entered::new(&mut self.runtime);
             let isolate = entered.0.v8_isolate();
             v8::scope_with_context!(scope, isolate, &self.context);
-            let body: v8::Local<v8::Value> = match &body {
-                JsBody::Stream(rid) => v8::Integer::new_from_unsigned(scope, *rid).into(),
+            let body: v8::Local<v8::Value> = match body {
+                JsBody::Stream(rid) => v8::Integer::new_from_unsigned(scope, rid).into(),
                 JsBody::Bytes(bytes) => uint8_array(scope, bytes),
                 JsBody::None => v8::undefined(scope).into(),
             };
@@ -585,10 +585,12 @@ fn byte_string<'s>(scope: &mut v8::PinScope<'s, '_>, bytes: &[u8]) -> v8::Local<
     }
 }
 
-fn uint8_array<'s>(scope: &mut v8::PinScope<'s, '_>, bytes: &Bytes) -> v8::Local<'s, v8::Value> {
-    let store = v8::ArrayBuffer::new_backing_store_from_vec(bytes.to_vec()).make_shared();
+fn uint8_array<'s>(scope: &mut v8::PinScope<'s, '_>, bytes: Bytes) -> v8::Local<'s, v8::Value> {
+    let length = bytes.len();
+    // Takes the buffer over without a copy when nothing else shares it.
+    let store = v8::ArrayBuffer::new_backing_store_from_vec(Vec::from(bytes)).make_shared();
     let buffer = v8::ArrayBuffer::with_backing_store(scope, &store);
-    match v8::Uint8Array::new(scope, buffer, 0, bytes.len()) {
+    match v8::Uint8Array::new(scope, buffer, 0, length) {
         Some(array) => array.into(),
         // Only a body larger than V8's typed-array maximum fails; the node's body limit is far below it.
         None => v8::undefined(scope).into(),

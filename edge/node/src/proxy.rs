@@ -39,6 +39,10 @@ use crate::config::Origin;
 use crate::serving::Resolved;
 use crate::serving::ServingState;
 
+/// Request bodies up to this size (by `Content-Length`) are read whole before the
+/// handler runs; larger or chunked ones are streamed to it as they arrive.
+const BUFFERED_BODY_BYTES: u64 = 64 * 1024;
+
 /// How long a response without freshness headers stays cached: not at all.
 static CACHE_DEFAULTS: CacheMetaDefaults = CacheMetaDefaults::new(|_| None, 0, 0);
 
@@ -162,7 +166,23 @@ impl EdgeProxy {
             return Ok(true);
         }
         let is_head = header.method == http::Method::HEAD;
-        let (request, body_tx) = engine_request(session, request_id);
+        let chunked = header.headers.contains_key(http::header::TRANSFER_ENCODING);
+        let (body, body_tx) = match content_length(header) {
+            // A small body is read whole first: the handler gets it as bytes, and
+            // `await request.json()` needs no trip through a stream and the event loop.
+            Some(length) if !chunked && length <= BUFFERED_BODY_BYTES => {
+                match read_whole_body(session).await? {
+                    Some(bytes) => (RequestBody::Full(bytes), None),
+                    None => (RequestBody::Empty, None),
+                }
+            }
+            None if !chunked => (RequestBody::Empty, None),
+            _ => {
+                let (tx, rx) = mpsc::channel(outpost_engine::BODY_CHANNEL_CHUNKS);
+                (RequestBody::Stream(rx), Some(tx))
+            }
+        };
+        let request = engine_request(session, request_id, body);
         let dispatch = self.engine.dispatch(key, request);
         let outcome = match body_tx {
             None => dispatch.await,
@@ -391,17 +411,8 @@ fn content_length(header: &RequestHeader) -> Option<u64> {
         .ok()
 }
 
-fn has_body(header: &RequestHeader) -> bool {
-    content_length(header).is_some_and(|length| length > 0)
-        || header.headers.contains_key(http::header::TRANSFER_ENCODING)
-}
-
-/// Turns the downstream request head into the engine's request; the body is streamed
-/// through the returned sender when there is one.
-fn engine_request(
-    session: &Session,
-    request_id: RequestId,
-) -> (EngineRequest, Option<mpsc::Sender<BodyChunk>>) {
+/// Turns the downstream request head into the engine's request.
+fn engine_request(session: &Session, request_id: RequestId, body: RequestBody) -> EngineRequest {
     let header = session.req_header();
     let host = header
         .headers
@@ -418,20 +429,30 @@ fn engine_request(
     url.push_str("http://");
     url.push_str(host);
     url.push_str(path);
-    let (body, tx) = if has_body(header) {
-        let (tx, rx) = mpsc::channel(outpost_engine::BODY_CHANNEL_CHUNKS);
-        (RequestBody::Stream(rx), Some(tx))
-    } else {
-        (RequestBody::Empty, None)
-    };
-    let request = EngineRequest {
+    EngineRequest {
         method: header.method.clone(),
         url,
         headers: header.headers.clone(),
         body,
         request_id,
+    }
+}
+
+/// Reads a request body (known to be small) to its end; `None` when it is empty.
+async fn read_whole_body(session: &mut Session) -> pingora::Result<Option<Bytes>> {
+    let Some(first) = session.read_request_body().await? else {
+        return Ok(None);
     };
-    (request, tx)
+    let Some(second) = session.read_request_body().await? else {
+        return Ok(Some(first));
+    };
+    let mut whole = bytes::BytesMut::with_capacity(first.len() + second.len());
+    whole.extend_from_slice(&first);
+    whole.extend_from_slice(&second);
+    while let Some(chunk) = session.read_request_body().await? {
+        whole.extend_from_slice(&chunk);
+    }
+    Ok(Some(whole.freeze()))
 }
 
 enum Pumped {

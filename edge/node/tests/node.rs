@@ -491,6 +491,22 @@ async fn streams_flow_both_ways() {
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     assert!(reply.ends_with(r#"{"bytes":1048576}"#), "{reply}");
 
+    // With a Content-Length: a large body is streamed, a small one read whole first; the
+    // handler reads both the same way.
+    for size in [1_048_576, 1000] {
+        let echoed = client()
+            .post(node.url("/stream/echo"))
+            .body(vec![b'x'; size])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(echoed.status(), 200);
+        assert_eq!(
+            echoed.json::<Value>().await.unwrap(),
+            json!({ "bytes": size })
+        );
+    }
+
     // Over the node's body limit: 413, by Content-Length and while streaming.
     // The node answers from Content-Length alone, before any body byte is sent.
     let mut stream = std::net::TcpStream::connect(node.base.trim_start_matches("http://")).unwrap();
