@@ -178,7 +178,11 @@ impl Engine {
     pub async fn deploy(&self, spec: FunctionSpec) -> Result<(), DeployError> {
         spec.limits.validate()?;
         let spec = Arc::new(spec);
-        let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
+        let mut ticket = Ticket {
+            engine: self,
+            id: self.next_ticket.fetch_add(1, Ordering::Relaxed),
+            committed: false,
+        };
         let home = self.home(&spec.name);
         let mut prepared = Vec::with_capacity(self.shards.len());
         for (index, shard) in self.shards.iter().enumerate() {
@@ -186,7 +190,7 @@ impl Engine {
             shard
                 .commands
                 .send(Command::Prepare {
-                    ticket,
+                    ticket: ticket.id,
                     spec: spec.clone(),
                     // Preloaded functions boot everywhere; others boot once, to validate.
                     boot: spec.preload || index == home,
@@ -195,31 +199,26 @@ impl Engine {
                 .map_err(|_| DeployError::Stopped)?;
             prepared.push(result);
         }
-        let mut outcome = Ok(());
         for result in prepared {
-            let result = match result.await {
-                Ok(result) => result.map_err(DeployError::from),
-                Err(_) => Err(DeployError::Stopped),
-            };
-            if outcome.is_ok() {
-                outcome = result;
-            }
-        }
-        if let Err(error) = outcome {
-            for shard in &self.shards {
-                let _ = shard.commands.send(Command::Abort { ticket });
-            }
-            return Err(error);
+            // Dropping the ticket on the way out forgets the deploy on every worker.
+            result
+                .await
+                .map_err(|_| DeployError::Stopped)?
+                .map_err(DeployError::from)?;
         }
         let mut committed = Vec::with_capacity(self.shards.len());
         for shard in &self.shards {
             let (reply, done) = oneshot::channel();
             shard
                 .commands
-                .send(Command::Commit { ticket, reply })
+                .send(Command::Commit {
+                    ticket: ticket.id,
+                    reply,
+                })
                 .map_err(|_| DeployError::Stopped)?;
             committed.push(done);
         }
+        ticket.committed = true;
         for done in committed {
             done.await.map_err(|_| DeployError::Stopped)?;
         }
@@ -301,6 +300,24 @@ impl Engine {
         let mut hasher = StableHasher::default();
         hasher.write(function.as_bytes());
         usize::try_from(hasher.finish() % self.shards.len() as u64).unwrap_or(0)
+    }
+}
+
+/// A deploy between its phases: unless it was committed, dropping it (a worker refused
+/// the version, or the caller gave up waiting) makes every worker forget it.
+struct Ticket<'a> {
+    engine: &'a Engine,
+    id: u64,
+    committed: bool,
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        if !self.committed {
+            for shard in &self.engine.shards {
+                let _ = shard.commands.send(Command::Abort { ticket: self.id });
+            }
+        }
     }
 }
 

@@ -117,21 +117,23 @@ impl Front {
     }
 
     /// Stops accepting connections and closes idle ones, then waits until the requests in
-    /// flight are answered (function and origin alike), for at most `grace`.
-    pub fn shutdown(self, grace: Duration) {
+    /// flight are answered (function and origin alike) and every `ctx.waitUntil` promise
+    /// has settled, for at most `grace`.
+    pub async fn shutdown(self, engine: &Engine, grace: Duration) {
         let _ = self.shutdown.send(true);
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
-            let busy: usize = self
+            let answering: usize = self
                 .in_flight
                 .iter()
                 .map(|count| count.load(Ordering::Acquire))
                 .sum();
-            if busy == 0 {
+            let running: usize = engine.stats().await.iter().map(|s| s.in_flight).sum();
+            if answering + running == 0 {
                 return;
             }
-            std::thread::sleep(Duration::from_millis(20));
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        tracing::warn!(target: "outpost::node", "shutdown grace period over; dropping requests still in flight");
+        tracing::warn!(target: "outpost::node", "shutdown grace period over; dropping work still in flight");
     }
 }

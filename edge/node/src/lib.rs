@@ -150,15 +150,23 @@ fn run(setup: NodeSetup, source: Source) -> anyhow::Result<()> {
     );
     let front = front::Front::start(&engine, listeners, &proxy);
     tracing::info!(target: "outpost::node", %listen, workers = engine.threads(), "serving");
-    let signal = wait_for_stop_signal()?;
-    tracing::info!(target: "outpost::node", "{signal}: stopping");
-    if signal == StopSignal::Terminate {
-        front.shutdown(SHUTDOWN_GRACE);
-    }
+    // The main thread only waits for a signal, then (SIGTERM) for the work in flight.
+    let main = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    main.block_on(async {
+        let signal = stop_signal().await?;
+        tracing::info!(target: "outpost::node", "{signal}: stopping");
+        if signal == StopSignal::Terminate {
+            front.shutdown(&engine, SHUTDOWN_GRACE).await;
+        }
+        std::io::Result::Ok(())
+    })?;
     std::process::exit(0)
 }
 
-/// How long a node told to terminate waits for the requests in flight.
+/// How long a node told to terminate waits for the requests in flight (and their
+/// `ctx.waitUntil` work); as long as a request may run by default (`wall_ms`).
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How the node was told to stop.
@@ -179,19 +187,14 @@ impl std::fmt::Display for StopSignal {
     }
 }
 
-fn wait_for_stop_signal() -> std::io::Result<StopSignal> {
+async fn stop_signal() -> std::io::Result<StopSignal> {
     use tokio::signal::unix::SignalKind;
     use tokio::signal::unix::signal;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()?;
-    runtime.block_on(async {
-        let mut terminate = signal(SignalKind::terminate())?;
-        let mut interrupt = signal(SignalKind::interrupt())?;
-        Ok(tokio::select! {
-            _ = terminate.recv() => StopSignal::Terminate,
-            _ = interrupt.recv() => StopSignal::Interrupt,
-        })
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(tokio::select! {
+        _ = terminate.recv() => StopSignal::Terminate,
+        _ = interrupt.recv() => StopSignal::Interrupt,
     })
 }
 

@@ -928,8 +928,15 @@ fn outpost_dev_serves_a_handler_file() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_requests_in_flight_finish_and_a_taken_port_is_refused() {
-    // A request in flight when the node is told to terminate still gets its answer.
+    // A request in flight when the node is told to terminate still gets its answer, and
+    // ctx.waitUntil work of an answered request (here outlasting every request) still
+    // runs to its end before the node exits.
     let mut node = Node::start(WEB_CONFIG);
+    let background = client().get(node.url("/background")).send().await.unwrap();
+    assert_eq!(
+        background.text().await.unwrap(),
+        "answered before the background work"
+    );
     let slow = {
         let url = node.url("/slow?ms=600");
         tokio::spawn(async move { client().get(url).send().await?.text().await })
@@ -952,7 +959,9 @@ async fn sigterm_lets_requests_in_flight_finish_and_a_taken_port_is_refused() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    assert!(status.success(), "{status}; log:\n{}", node.log_text());
+    let log = node.log_text();
+    assert!(status.success(), "{status}; log:\n{log}");
+    assert!(log.contains("background work finished"), "{log}");
 
     // Another process holds the port: the node says so and exits instead of sharing it.
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
