@@ -64,14 +64,19 @@ pub struct ColdStats {
     pub failures: Vec<String>,
 }
 
-/// Sends one cold and one warm request to each function of a running lazy node.
-pub async fn measure_cold(node: &Node, functions: usize) -> ColdStats {
+/// Sends one cold and one warm request to each function in `functions` (indexes into
+/// f1..fN of a running lazy node), then waits `pause` before the next function.
+pub async fn measure_cold(
+    node: &Node,
+    functions: std::ops::RangeInclusive<usize>,
+    pause: Duration,
+) -> ColdStats {
     let mut stats = ColdStats {
         cold_ms: Vec::new(),
         warm_ms: Vec::new(),
         failures: Vec::new(),
     };
-    for i in 1..=functions {
+    for i in functions {
         let path = format!("/f{i}/");
         for (label, samples) in [("cold", &mut stats.cold_ms), ("warm", &mut stats.warm_ms)] {
             match timed_get(node.port, &path).await {
@@ -79,6 +84,7 @@ pub async fn measure_cold(node: &Node, functions: usize) -> ColdStats {
                 Err(e) => stats.failures.push(format!("{label} GET {path}: {e:#}")),
             }
         }
+        tokio::time::sleep(pause).await;
     }
     stats
 }

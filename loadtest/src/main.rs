@@ -52,7 +52,7 @@ struct Args {
     #[arg(long, default_value = "target/release")]
     bin_dir: PathBuf,
     /// Number of functions for the cold-start and memory benchmarks.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 100)]
     cold_functions: usize,
     /// CPU the servers (Outpost and peers) are pinned to.
     #[arg(long, default_value_t = 0)]
@@ -340,8 +340,10 @@ fn header(ctx: &Ctx) -> Vec<String> {
         ),
         format!(
             "cold start / memory: {n} functions f1..f{n} (distinct copies of hello.js, preload = false); \
-             one GET per function over a fresh TCP connection, timed from connect to full response",
-            n = ctx.cold_functions
+             a cold then a warm GET per function, each over a fresh TCP connection, timed from connect \
+             to full response; the first half back to back, the second half {pause} ms apart",
+            n = ctx.cold_functions,
+            pause = SPACED_COLD_PAUSE.as_millis()
         ),
         "ratios are outpost ÷ peer (req/s: higher is better for outpost; latency: lower is better)"
             .to_owned(),
@@ -558,62 +560,87 @@ fn add_throughput(
     report.rows.extend([rps, p50, p99]);
 }
 
-/// Runs the cold-start benchmark on a fresh lazy node.
-async fn cold(ctx: &Ctx, bundles: &[PathBuf]) -> Result<coldstart::ColdStats> {
+/// Pause between functions in the spaced cold-start run: long enough for the node to
+/// have its spare isolate ready again, as when cold starts are occasional.
+const SPACED_COLD_PAUSE: Duration = Duration::from_millis(50);
+
+/// Runs the cold-start benchmark on a fresh lazy node: the first half of the functions
+/// back to back, the second half [`SPACED_COLD_PAUSE`] apart.
+async fn cold(
+    ctx: &Ctx,
+    bundles: &[PathBuf],
+) -> Result<(coldstart::ColdStats, coldstart::ColdStats)> {
     eprintln!("[cold] outpost: {} functions", bundles.len());
     let port = free_port()?;
     let config = coldstart::lazy_config(&ctx.node, port, bundles);
     let node = Node::start(&ctx.node, &config, &ctx.tmp, "cold-node", &ctx.http).await?;
-    let stats = coldstart::measure_cold(&node, bundles.len()).await;
-    if !stats.failures.is_empty() {
+    let half = bundles.len() / 2;
+    let back_to_back = coldstart::measure_cold(&node, 1..=half, Duration::ZERO).await;
+    let spaced = coldstart::measure_cold(&node, half + 1..=bundles.len(), SPACED_COLD_PAUSE).await;
+    if !back_to_back.failures.is_empty() || !spaced.failures.is_empty() {
         eprintln!("[cold] node log tail:\n{}", node.log_tail());
     }
     node.stop().await;
-    Ok(stats)
+    Ok((back_to_back, spaced))
 }
 
 /// Adds the cold-start rows.
-fn add_cold(report: &mut Report, functions: usize, result: Result<coldstart::ColdStats>) {
-    let mut cold_row = Row::new("cold start p50 / p99 ms", Unit::Millis);
-    let mut warm_row = Row::new("warm request p50 ms (fresh connection)", Unit::Millis);
+fn add_cold(
+    report: &mut Report,
+    functions: usize,
+    result: Result<(coldstart::ColdStats, coldstart::ColdStats)>,
+) {
     match result {
-        Ok(stats) => {
-            let p = |s: &[f64], q| coldstart::percentile(s, q);
-            match (p(&stats.cold_ms, 50.0), p(&stats.cold_ms, 99.0)) {
-                (Some(p50), Some(p99)) => cold_row.set(Target::Outpost, Stat::Pair(p50, p99)),
-                _ => cold_row.set(Target::Outpost, Stat::Failed),
-            }
-            warm_row.set(
-                Target::Outpost,
-                p(&stats.warm_ms, 50.0).map_or(Stat::Failed, Stat::Num),
-            );
-            eprintln!(
-                "[cold] outpost: {} cold and {} warm samples, {} failures",
-                stats.cold_ms.len(),
-                stats.warm_ms.len(),
-                stats.failures.len()
-            );
-            if let (Some(min), Some(max)) = (p(&stats.cold_ms, 0.0), p(&stats.cold_ms, 100.0)) {
-                report.notes.push(format!(
-                    "cold start: {} of {functions} functions answered; min {min:.2} ms, max {max:.2} ms",
-                    stats.cold_ms.len()
-                ));
-            }
-            if !stats.failures.is_empty() {
-                let shown: Vec<&str> = stats.failures.iter().take(3).map(String::as_str).collect();
-                report.notes.push(format!(
-                    "cold start: {} failed requests, e.g. {}",
-                    stats.failures.len(),
-                    shown.join("; ")
-                ));
-            }
+        Ok((back_to_back, spaced)) => {
+            add_cold_rows(report, "back to back", functions / 2, back_to_back);
+            let label = format!("{} ms apart", SPACED_COLD_PAUSE.as_millis());
+            add_cold_rows(report, &label, functions - functions / 2, spaced);
         }
         Err(e) => {
             eprintln!("[cold] outpost: FAILED: {e:#}");
-            cold_row.set(Target::Outpost, Stat::Failed);
-            warm_row.set(Target::Outpost, Stat::Failed);
+            let mut row = Row::new("cold start p50 / p99 ms", Unit::Millis);
+            row.set(Target::Outpost, Stat::Failed);
+            report.rows.push(row);
             report.notes.push(format!("cold start outpost: {e:#}"));
         }
+    }
+}
+
+/// Adds the rows of one cold-start run.
+fn add_cold_rows(report: &mut Report, how: &str, functions: usize, stats: coldstart::ColdStats) {
+    let mut cold_row = Row::new(format!("cold start p50 / p99 ms ({how})"), Unit::Millis);
+    let mut warm_row = Row::new(
+        format!("warm request p50 ms, fresh connection ({how})"),
+        Unit::Millis,
+    );
+    let p = |s: &[f64], q| coldstart::percentile(s, q);
+    match (p(&stats.cold_ms, 50.0), p(&stats.cold_ms, 99.0)) {
+        (Some(p50), Some(p99)) => cold_row.set(Target::Outpost, Stat::Pair(p50, p99)),
+        _ => cold_row.set(Target::Outpost, Stat::Failed),
+    }
+    warm_row.set(
+        Target::Outpost,
+        p(&stats.warm_ms, 50.0).map_or(Stat::Failed, Stat::Num),
+    );
+    eprintln!(
+        "[cold] outpost ({how}): {} cold and {} warm samples, {} failures",
+        stats.cold_ms.len(),
+        stats.warm_ms.len(),
+        stats.failures.len()
+    );
+    if let (Some(min), Some(max)) = (p(&stats.cold_ms, 0.0), p(&stats.cold_ms, 100.0)) {
+        report.notes.push(format!(
+            "cold start ({how}): {} of {functions} functions answered; min {min:.2} ms, max {max:.2} ms",
+            stats.cold_ms.len()
+        ));
+    }
+    if !stats.failures.is_empty() {
+        let shown: Vec<&str> = stats.failures.iter().take(3).map(String::as_str).collect();
+        report.notes.push(format!(
+            "cold start ({how}): {} failed requests, e.g. {}",
+            stats.failures.len(),
+            shown.join("; ")
+        ));
     }
     report.rows.extend([cold_row, warm_row]);
 }

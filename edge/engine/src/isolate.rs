@@ -39,6 +39,7 @@ use crate::ext::PendingRequest;
 use crate::ext::RequestTable;
 use crate::ext::Responder;
 use crate::ext::kv::KvAccess;
+use crate::limits::Limits;
 use crate::loader::BUNDLE_ROOT;
 use crate::loader::BundleLoader;
 use crate::watchdog::SliceClock;
@@ -133,21 +134,19 @@ impl Drop for Entered<'_> {
 impl FunctionIsolate {
     /// Creates the isolate from the snapshot, evaluates the bundle and binds the handler.
     /// Runs synchronously: the watchdog bounds top-level code by the startup CPU limit.
+    /// `spare` is a blank isolate ready to run on this thread; it is used when its heap
+    /// limit is the function's, otherwise a new one is created here.
     pub(crate) fn boot(
         spec: Arc<FunctionSpec>,
         clock: &SliceClock,
+        spare: Option<SpareIsolate>,
     ) -> Result<FunctionIsolate, BootError> {
         let heap_exceeded = Rc::new(Cell::new(false));
-        let mut runtime = new_runtime(&spec)?;
-        // The isolate is entered on creation; balance that before anything else can run.
-        #[expect(
-            unsafe_code,
-            reason = "leave the isolate entered by creation; see the module docs"
-        )]
-        // SAFETY: the isolate was just created on this thread and is the current one.
-        unsafe {
-            runtime.v8_isolate().exit()
+        let spare = match spare.filter(|spare| spare.fits(&spec.limits)) {
+            Some(spare) => spare,
+            None => SpareIsolate::new(spec.limits.heap_bytes())?,
         };
+        let mut runtime = spare.assign(&spec)?;
         {
             let handle = runtime.v8_isolate().thread_safe_handle();
             let flag = heap_exceeded.clone();
@@ -430,25 +429,115 @@ fn drop_runtime(mut runtime: JsRuntime) {
     drop(runtime);
 }
 
-fn new_runtime(spec: &FunctionSpec) -> Result<JsRuntime, BootError> {
-    let loader = BundleLoader::new(&spec.bundle);
-    let create_params = v8::CreateParams::default().heap_limits(0, spec.limits.heap_bytes());
-    let runtime = JsRuntime::try_new(RuntimeOptions {
-        startup_snapshot: Some(SNAPSHOT),
-        extensions: crate::ext::extensions(),
-        module_loader: Some(Rc::new(loader)),
-        create_params: Some(create_params),
-        ..Default::default()
-    })
-    .map_err(|error| BootError::Runtime(error.to_string()))?;
-    let op_state = runtime.op_state();
-    let mut state = op_state.borrow_mut();
-    state.put(RequestTable::default());
-    state.put(FunctionLabel(Rc::from(spec.name.as_str())));
-    state.put(crate::fetch_permissions());
-    state.put(KvAccess(spec.kv.clone()));
-    drop(state);
-    Ok(runtime)
+/// An isolate created from the snapshot that no function has been given yet. Creating
+/// an isolate is most of a cold start (snapshot deserialization, ~3.5 ms), so each worker
+/// keeps one of these ready (made on another thread, see [`crate::spare`]) and a
+/// function's first request only loads its bundle. No function has run in it: handing
+/// it out leaks no state.
+pub(crate) struct SpareIsolate {
+    /// Exited (see the module docs); `None` once assigned.
+    runtime: Option<JsRuntime>,
+    loader: Rc<BundleLoader>,
+    heap_bytes: usize,
+}
+
+impl SpareIsolate {
+    /// Creates a blank isolate whose V8 heap is capped at `heap_bytes`.
+    pub(crate) fn new(heap_bytes: usize) -> Result<SpareIsolate, BootError> {
+        let loader = Rc::new(BundleLoader::default());
+        let create_params = v8::CreateParams::default().heap_limits(0, heap_bytes);
+        let mut runtime = JsRuntime::try_new(RuntimeOptions {
+            startup_snapshot: Some(SNAPSHOT),
+            extensions: crate::ext::extensions(),
+            module_loader: Some(loader.clone()),
+            create_params: Some(create_params),
+            ..Default::default()
+        })
+        .map_err(|error| BootError::Runtime(error.to_string()))?;
+        // The isolate is entered on creation; balance that before anything else can run.
+        #[expect(
+            unsafe_code,
+            reason = "leave the isolate entered by creation; see the module docs"
+        )]
+        // SAFETY: the isolate was just created on this thread and is the current one.
+        unsafe {
+            runtime.v8_isolate().exit()
+        };
+        Ok(SpareIsolate {
+            runtime: Some(runtime),
+            loader,
+            heap_bytes,
+        })
+    }
+
+    /// Whether a function with these limits can use this isolate (the heap cap is fixed
+    /// when an isolate is created).
+    pub(crate) fn fits(&self, limits: &Limits) -> bool {
+        self.heap_bytes == limits.heap_bytes()
+    }
+
+    /// Points V8's stack guard at the calling thread's stack. V8 sets the guard from the
+    /// stack of the thread that creates an isolate; one made on another thread must have
+    /// it set again before it runs JavaScript here. The limit is V8's default distance
+    /// (`--stack-size`) below the current stack position, as if created here.
+    pub(crate) fn set_stack_limit_here(&mut self) {
+        /// V8's default `--stack-size` on 64-bit targets, in bytes.
+        const JS_STACK_BYTES: usize = 984 * 1024;
+        let Some(runtime) = self.runtime.as_mut() else {
+            return;
+        };
+        let marker = 0_u8;
+        let here = std::hint::black_box(std::ptr::addr_of!(marker)) as usize;
+        let entered = Entered::new(runtime);
+        #[expect(
+            unsafe_code,
+            reason = "v8::Isolate::SetStackLimit has no rusty_v8 wrapper"
+        )]
+        // SAFETY: the isolate is alive and entered on this thread; SetStackLimit only
+        // stores the limit in the isolate's stack guard. `UnsafeRawIsolatePtr` is a
+        // transparent wrapper of the C++ `v8::Isolate*` that the symbol takes as `this`.
+        unsafe {
+            let isolate: *mut std::ffi::c_void =
+                std::mem::transmute(entered.0.v8_isolate().as_raw_isolate_ptr());
+            v8_isolate_set_stack_limit(isolate, here.saturating_sub(JS_STACK_BYTES));
+        }
+    }
+
+    /// Gives the isolate to `spec`: its bundle and its per-function state.
+    fn assign(mut self, spec: &FunctionSpec) -> Result<JsRuntime, BootError> {
+        let runtime = self
+            .runtime
+            .take()
+            .ok_or_else(|| runtime_error("the spare isolate was already assigned"))?;
+        self.loader.fill(&spec.bundle);
+        let op_state = runtime.op_state();
+        let mut state = op_state.borrow_mut();
+        state.put(RequestTable::default());
+        state.put(FunctionLabel(Rc::from(spec.name.as_str())));
+        state.put(crate::fetch_permissions());
+        state.put(KvAccess(spec.kv.clone()));
+        drop(state);
+        Ok(runtime)
+    }
+}
+
+#[expect(
+    unsafe_code,
+    reason = "declares a V8 C++ API function rusty_v8 does not wrap"
+)]
+unsafe extern "C" {
+    /// `void v8::Isolate::SetStackLimit(uintptr_t)`: a non-virtual member function, so
+    /// under the Itanium C++ ABI it takes `this` as its first argument.
+    #[link_name = "_ZN2v87Isolate13SetStackLimitEm"]
+    fn v8_isolate_set_stack_limit(isolate: *mut std::ffi::c_void, stack_limit: usize);
+}
+
+impl Drop for SpareIsolate {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            drop_runtime(runtime);
+        }
+    }
 }
 
 /// Evaluates the bundle and binds its handler; returns the context and the dispatcher.
@@ -522,7 +611,7 @@ fn bind(
 
 /// Polls a future that needs no I/O (a module load from the in-memory loader) to completion.
 fn poll_ready<T>(future: impl Future<Output = T>) -> Result<T, BootError> {
-    let mut future = std::pin::pin!(future);
+    let mut future = std::pin::pin!(tokio::task::unconstrained(future));
     let mut cx = Context::from_waker(Waker::noop());
     for _ in 0..64 {
         if let Poll::Ready(value) = future.as_mut().poll(&mut cx) {
@@ -536,8 +625,13 @@ fn poll_ready<T>(future: impl Future<Output = T>) -> Result<T, BootError> {
 
 /// Drives `future` (module load or evaluation) to completion without waiting on I/O:
 /// top-level code may only use microtasks, so a handful of event-loop turns settle it.
+///
+/// deno_core reports the evaluation through a tokio oneshot, and tokio's cooperative
+/// budget makes such a receiver answer `Pending` once the enclosing task has used up its
+/// budget without yielding — which a worker handling many deploys in a row does. Nothing
+/// here yields, so the budget is switched off for these polls.
 fn settle<T>(runtime: &mut JsRuntime, future: impl Future<Output = T>) -> Result<T, BootError> {
-    let mut future = std::pin::pin!(future);
+    let mut future = std::pin::pin!(tokio::task::unconstrained(future));
     let mut cx = Context::from_waker(Waker::noop());
     for _ in 0..16 {
         if let Poll::Ready(value) = future.as_mut().poll(&mut cx) {

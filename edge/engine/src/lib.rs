@@ -13,6 +13,7 @@ pub mod kv;
 mod limits;
 mod loader;
 mod shard;
+mod spare;
 mod watchdog;
 
 use std::cell::RefCell;
@@ -53,6 +54,10 @@ pub struct EngineConfig {
     pub threads: usize,
     /// V8 heap all isolates on the node may hold before idle ones are evicted (LRU), in bytes.
     pub memory_budget_bytes: usize,
+    /// Keep one blank isolate per worker ready for the first request of a function, so
+    /// a cold start loads the bundle without creating an isolate first. Used by functions
+    /// with the default heap limit; costs one idle isolate per worker.
+    pub spare_isolate: bool,
 }
 
 impl Default for EngineConfig {
@@ -60,6 +65,7 @@ impl Default for EngineConfig {
         EngineConfig {
             threads: 0,
             memory_budget_bytes: 1024 * 1024 * 1024,
+            spare_isolate: true,
         }
     }
 }
@@ -113,12 +119,18 @@ impl Engine {
             n => n,
         };
         let budget = config.memory_budget_bytes / threads;
+        let spare_orders = if config.spare_isolate {
+            Some(spare::start_factory()?)
+        } else {
+            None
+        };
         let mut shards = Vec::with_capacity(threads);
         let mut workers = Vec::with_capacity(threads);
         let mut clocks = Vec::with_capacity(threads);
         for index in 0..threads {
             let (tx, rx) = mpsc::unbounded_channel();
             let (started_tx, started_rx) = std::sync::mpsc::channel();
+            let spare_orders = spare_orders.clone();
             let worker = std::thread::Builder::new()
                 .name(format!("outpost-worker-{index}"))
                 .spawn(move || {
@@ -135,10 +147,13 @@ impl Engine {
                             return;
                         }
                     };
-                    let shard = Rc::new(RefCell::new(Shard::new(clock.clone(), budget)));
+                    let shard = Shard::new(clock.clone(), budget, spare_orders);
                     LOCAL_SHARD.with(|local| *local.borrow_mut() = Some((id, shard.clone())));
                     let _ = started_tx.send(Ok((clock, runtime.handle().clone())));
-                    runtime.block_on(shard::serve_commands(shard, rx));
+                    runtime.block_on(async {
+                        shard.borrow_mut().refill_spare();
+                        shard::serve_commands(shard, rx).await;
+                    });
                     // Isolates go before the runtime whose tasks drive them.
                     LOCAL_SHARD.with(|local| local.borrow_mut().take());
                 })?;
@@ -474,5 +489,155 @@ mod tests {
         engine.remove("f");
         let gone = engine.dispatch("f", request()).await.unwrap_err();
         assert_eq!(gone, FunctionFailure::NotDeployed);
+    }
+
+    fn bundle_spec(name: &str, source: &str, limits: Limits) -> FunctionSpec {
+        FunctionSpec {
+            name: name.into(),
+            version: "v1".into(),
+            bundle: Arc::new(
+                Bundle::new("index.js", [("index.js".to_string(), source.into())]).unwrap(),
+            ),
+            env: serde_json::Map::new(),
+            limits,
+            preload: false,
+            kv: None,
+        }
+    }
+
+    /// Polls the single worker's stats until `ready` holds (the spare is made by a task).
+    async fn settled(engine: &Engine, ready: impl Fn(&ShardStats) -> bool) -> ShardStats {
+        for _ in 0..2_000 {
+            let stats = engine.stats().await[0];
+            if ready(&stats) {
+                return stats;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        panic!("worker stats never settled: {:?}", engine.stats().await);
+    }
+
+    #[tokio::test]
+    async fn cold_starts_take_a_blank_spare_isolate_and_a_new_one_is_made() {
+        let engine = Arc::new(
+            Engine::start(EngineConfig {
+                threads: 1,
+                ..EngineConfig::default()
+            })
+            .unwrap(),
+        );
+        settled(&engine, |s| s.spare_isolates == 1).await;
+        let leaky = "globalThis.mark = 'leaky was here';\n\
+                     export default { fetch() { return new Response('leaky'); } };";
+        let probe = "export default { fetch() { return new Response(String(globalThis.mark)); } };";
+        engine
+            .deploy(bundle_spec("leaky", leaky, Limits::default()))
+            .await
+            .unwrap();
+        engine
+            .deploy(bundle_spec("probe", probe, Limits::default()))
+            .await
+            .unwrap();
+        let ask = |function: &'static str| {
+            let engine = engine.clone();
+            let runtime = engine.runtimes().next().unwrap().clone();
+            async move {
+                let answer = runtime
+                    .spawn(async move { engine.dispatch(function, request()).await })
+                    .await
+                    .unwrap();
+                body(answer.unwrap())
+            }
+        };
+
+        assert_eq!(ask("leaky").await, "leaky");
+        let stats = settled(&engine, |s| s.spare_isolates == 1).await;
+        assert_eq!(stats.spare_boots, 1, "{stats:?}");
+        // The next spare is fresh: nothing the previous function did is in it.
+        assert_eq!(ask("probe").await, "undefined");
+        let stats = settled(&engine, |s| s.spare_isolates == 1).await;
+        assert_eq!(stats.spare_boots, 2, "{stats:?}");
+        assert_eq!(stats.isolates, 2, "{stats:?}");
+
+        // A spare is made on another thread: on this one, deep recursion must still end
+        // in a RangeError (not a crash, not at once) and timers must fire here.
+        let deep = "export default { async fetch() {\n\
+                      let depth = 0;\n\
+                      const down = () => { depth += 1; down(); };\n\
+                      let caught = 'nothing';\n\
+                      try { down(); } catch (error) { caught = error.constructor.name; }\n\
+                      await new Promise((resolve) => setTimeout(resolve, 5));\n\
+                      return new Response(`${caught} ${depth > 1000}`);\n\
+                    } };";
+        engine
+            .deploy(bundle_spec("deep", deep, Limits::default()))
+            .await
+            .unwrap();
+        assert_eq!(ask("deep").await, "RangeError true");
+        let stats = settled(&engine, |s| s.spare_isolates == 1).await;
+        assert_eq!(stats.spare_boots, 3, "{stats:?}");
+
+        // A heap limit other than the spare's needs an isolate of its own.
+        let big = Limits {
+            heap_mb: 256,
+            ..Limits::default()
+        };
+        let own = "export default { fetch() { return new Response('own heap'); } };";
+        engine.deploy(bundle_spec("own", own, big)).await.unwrap();
+        assert_eq!(ask("own").await, "own heap");
+        let stats = engine.stats().await[0];
+        assert_eq!(
+            (stats.spare_boots, stats.spare_isolates),
+            (3, 1),
+            "{stats:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn no_spare_isolate_when_turned_off() {
+        let engine = Engine::start(EngineConfig {
+            threads: 1,
+            spare_isolate: false,
+            ..EngineConfig::default()
+        })
+        .unwrap();
+        engine.deploy(spec("v1", false)).await.unwrap();
+        let answer = engine.dispatch("f", request()).await.unwrap();
+        assert!(body(answer).starts_with("v1 "));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let stats = engine.stats().await[0];
+        assert_eq!(
+            (stats.spare_isolates, stats.spare_boots),
+            (0, 0),
+            "{stats:?}"
+        );
+    }
+
+    /// A worker that handles many deploys in a row never yields to tokio, so its
+    /// cooperative budget runs out; booting must not depend on that budget (it once
+    /// refused about one function in fifteen at the startup of a node with 100).
+    #[tokio::test]
+    async fn a_task_out_of_tokio_budget_still_boots_isolates() {
+        let clock = crate::watchdog::SliceClock::for_current_thread().unwrap();
+        let spec = Arc::new(spec("v1", false));
+        let booted = std::future::poll_fn(|cx| {
+            // Ready oneshot receivers each take a unit of the task's budget; once it is
+            // gone they answer Pending until the task yields.
+            let mut exhausted = false;
+            for _ in 0..1_000 {
+                let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+                let _ = tx.send(());
+                if std::pin::Pin::new(&mut rx).poll(cx).is_pending() {
+                    exhausted = true;
+                    break;
+                }
+            }
+            assert!(exhausted, "the budget never ran out");
+            std::task::Poll::Ready(
+                crate::isolate::FunctionIsolate::boot(spec.clone(), &clock, None).map(drop),
+            )
+        })
+        .await;
+        assert_eq!(booted, Ok(()));
     }
 }

@@ -1,6 +1,7 @@
 //! The module loader of a function isolate: the bundle's modules by URL, plus their source maps so stack traces point at the author's files.
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -20,13 +21,36 @@ pub(crate) const BUNDLE_ROOT: &str = "file:///";
 
 /// Serves a bundle's modules; `*.map` files in the bundle answer the modules'
 /// `//# sourceMappingURL=` comments.
+///
+/// A spare isolate is created before anyone knows which function it will run, so the
+/// loader starts empty and receives its bundle once, before the first module loads.
+#[derive(Default)]
 pub(crate) struct BundleLoader {
+    bundle: OnceCell<LoadedBundle>,
+}
+
+struct LoadedBundle {
     modules: StaticModuleLoader,
     source_maps: HashMap<String, Arc<str>>,
 }
 
 impl BundleLoader {
-    pub(crate) fn new(bundle: &Bundle) -> BundleLoader {
+    /// Gives the loader its bundle; a loader serves one bundle for its whole life.
+    pub(crate) fn fill(&self, bundle: &Bundle) {
+        let filled = self.bundle.set(LoadedBundle::new(bundle)).is_ok();
+        debug_assert!(filled, "a bundle loader is filled once");
+    }
+
+    fn loaded(&self) -> &LoadedBundle {
+        self.bundle.get_or_init(|| LoadedBundle {
+            modules: StaticModuleLoader::new(Vec::<(ModuleSpecifier, String)>::new()),
+            source_maps: HashMap::new(),
+        })
+    }
+}
+
+impl LoadedBundle {
+    fn new(bundle: &Bundle) -> LoadedBundle {
         let mut source_maps = HashMap::new();
         let modules = bundle.modules().filter_map(|(path, source)| {
             let url = format!("{BUNDLE_ROOT}{path}");
@@ -38,7 +62,7 @@ impl BundleLoader {
             Some((specifier, source.to_string()))
         });
         let modules = StaticModuleLoader::new(modules.collect::<Vec<_>>());
-        BundleLoader {
+        LoadedBundle {
             modules,
             source_maps,
         }
@@ -52,7 +76,7 @@ impl ModuleLoader for BundleLoader {
         referrer: &str,
         kind: ResolutionKind,
     ) -> ModuleResolveResponse {
-        self.modules.resolve(specifier, referrer, kind)
+        self.loaded().modules.resolve(specifier, referrer, kind)
     }
 
     fn load(
@@ -61,11 +85,12 @@ impl ModuleLoader for BundleLoader {
         referrer: Option<&ModuleLoadReferrer>,
         options: ModuleLoadOptions,
     ) -> ModuleLoadResponse {
-        self.modules.load(specifier, referrer, options)
+        self.loaded().modules.load(specifier, referrer, options)
     }
 
     fn load_external_source_map(&self, source_map_url: &str) -> Option<Cow<'_, [u8]>> {
-        self.source_maps
+        self.loaded()
+            .source_maps
             .get(source_map_url)
             .map(|map| Cow::Borrowed(map.as_bytes()))
     }

@@ -26,6 +26,9 @@ use crate::ext::Responder;
 use crate::isolate::BootError;
 use crate::isolate::FunctionIsolate;
 use crate::isolate::Retirement;
+use crate::isolate::SpareIsolate;
+use crate::limits::Limits;
+use crate::spare::SpareOrders;
 use crate::watchdog::SliceClock;
 
 /// Work sent to a shard.
@@ -68,6 +71,10 @@ pub struct ShardStats {
     pub heap_bytes: usize,
     /// Requests in flight (response not finished or `waitUntil` work pending).
     pub in_flight: usize,
+    /// Blank isolates ready for a function's first request (0 or 1).
+    pub spare_isolates: usize,
+    /// Cold starts that took the spare isolate, since the worker started.
+    pub spare_boots: u64,
 }
 
 type SharedIsolate = Rc<RefCell<FunctionIsolate>>;
@@ -75,6 +82,13 @@ type SharedIsolate = Rc<RefCell<FunctionIsolate>>;
 struct Slot {
     spec: Arc<FunctionSpec>,
     isolate: Option<SharedIsolate>,
+}
+
+/// A request to a function with no isolate here, waiting for the spare being made.
+struct Parked {
+    function: Arc<str>,
+    request: EngineRequest,
+    responder: Responder,
 }
 
 /// A deploy between its two phases.
@@ -91,17 +105,70 @@ pub(crate) struct Shard {
     draining: Vec<Weak<RefCell<FunctionIsolate>>>,
     clock: Arc<SliceClock>,
     memory_budget: usize,
+    /// Where spare isolates come from; `None` when spares are off.
+    spare_orders: Option<SpareOrders>,
+    spare: Option<SpareIsolate>,
+    spare_boots: u64,
+    /// Cold starts waiting for the spare on its way, in arrival order.
+    parked: Vec<Parked>,
+    /// A task is making the next spare.
+    refilling: bool,
+    this: Weak<RefCell<Shard>>,
 }
 
 impl Shard {
-    pub(crate) fn new(clock: Arc<SliceClock>, memory_budget: usize) -> Shard {
-        Shard {
-            functions: HashMap::new(),
-            prepared: HashMap::new(),
-            draining: Vec::new(),
-            clock,
-            memory_budget,
+    pub(crate) fn new(
+        clock: Arc<SliceClock>,
+        memory_budget: usize,
+        spare_orders: Option<SpareOrders>,
+    ) -> Rc<RefCell<Shard>> {
+        Rc::new_cyclic(|this| {
+            RefCell::new(Shard {
+                functions: HashMap::new(),
+                prepared: HashMap::new(),
+                draining: Vec::new(),
+                clock,
+                memory_budget,
+                spare_orders,
+                spare: None,
+                spare_boots: 0,
+                parked: Vec::new(),
+                refilling: false,
+                this: this.clone(),
+            })
+        })
+    }
+
+    /// Orders a spare isolate if spares are on and none is ready or on its way. The
+    /// factory thread makes it; this worker goes on serving meanwhile.
+    pub(crate) fn refill_spare(&mut self) {
+        let Some(orders) = self.spare_orders.clone() else {
+            return;
+        };
+        if self.spare.is_some() || self.refilling {
+            return;
         }
+        self.refilling = true;
+        let this = self.this.clone();
+        deno_core::unsync::spawn(async move {
+            let made = orders.make(Limits::DEFAULT.heap_bytes()).await;
+            let Some(shard) = this.upgrade() else {
+                return;
+            };
+            let mut shard = shard.borrow_mut();
+            shard.refilling = false;
+            match made {
+                Ok(spare) => shard.spare = Some(spare),
+                Err(error) => {
+                    tracing::warn!(target: "outpost::engine", "could not make a spare isolate: {error}");
+                }
+            }
+            // In arrival order: the first waiting function takes the spare, the others
+            // wait for the next one (or boot here if the factory failed).
+            for parked in std::mem::take(&mut shard.parked) {
+                shard.dispatch(&parked.function, parked.request, parked.responder);
+            }
+        });
     }
 
     fn handle(&mut self, command: Command) {
@@ -149,7 +216,7 @@ impl Shard {
         boot: bool,
     ) -> Result<(), BootError> {
         let isolate = if boot {
-            let isolate = FunctionIsolate::boot(spec.clone(), &self.clock)?;
+            let isolate = FunctionIsolate::boot(spec.clone(), &self.clock, None)?;
             // Booted only to validate the bundle: this shard boots it again when it serves it.
             spec.preload.then_some(isolate)
         } else {
@@ -191,21 +258,40 @@ impl Shard {
             .cloned();
         let isolate = match live {
             Some(isolate) => isolate,
-            None => match FunctionIsolate::boot(slot.spec.clone(), &self.clock) {
-                Ok(isolate) => {
-                    let isolate = self.start(isolate);
-                    if let Some(slot) = self.functions.get_mut(function) {
-                        slot.isolate = Some(isolate.clone());
-                    }
-                    self.enforce_budget(&isolate);
-                    isolate
-                }
-                Err(error) => {
-                    tracing::error!(target: "outpost::engine", function, "isolate failed to boot: {error}");
-                    let _ = responder.send(Err(FunctionFailure::BootFailed(error.to_string())));
+            None => {
+                // The spare on its way is at most one isolate creation away, and no
+                // further than creating one here would be: wait for it.
+                if self.spare.is_none()
+                    && self.refilling
+                    && Limits::DEFAULT.heap_bytes() == slot.spec.limits.heap_bytes()
+                {
+                    self.parked.push(Parked {
+                        function: Arc::from(function),
+                        request,
+                        responder,
+                    });
                     return;
                 }
-            },
+                let spare = self.spare.take_if(|spare| spare.fits(&slot.spec.limits));
+                self.spare_boots += u64::from(spare.is_some());
+                let booted = FunctionIsolate::boot(slot.spec.clone(), &self.clock, spare);
+                self.refill_spare();
+                match booted {
+                    Ok(isolate) => {
+                        let isolate = self.start(isolate);
+                        if let Some(slot) = self.functions.get_mut(function) {
+                            slot.isolate = Some(isolate.clone());
+                        }
+                        self.enforce_budget(&isolate);
+                        isolate
+                    }
+                    Err(error) => {
+                        tracing::error!(target: "outpost::engine", function, "isolate failed to boot: {error}");
+                        let _ = responder.send(Err(FunctionFailure::BootFailed(error.to_string())));
+                        return;
+                    }
+                }
+            }
         };
         isolate
             .borrow_mut()
@@ -299,6 +385,8 @@ impl Shard {
     fn stats(&self) -> ShardStats {
         let mut stats = ShardStats {
             functions: self.functions.len(),
+            spare_isolates: usize::from(self.spare.is_some()),
+            spare_boots: self.spare_boots,
             ..ShardStats::default()
         };
         for isolate in self
@@ -311,6 +399,7 @@ impl Shard {
             stats.heap_bytes += iso.heap_bytes();
             stats.in_flight += iso.in_flight();
         }
+        stats.in_flight += self.parked.len();
         stats.in_flight += self
             .draining
             .iter()

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use outpost_engine::Bundle;
+use outpost_engine::EngineConfig;
 use outpost_engine::FunctionSpec;
 use outpost_engine::Limits;
 use outpost_engine::kv::KvBindings;
@@ -127,12 +128,15 @@ impl Default for ServerSection {
 pub struct EngineSection {
     /// V8 heap all isolates may hold before idle ones are evicted, in MiB.
     pub memory_budget_mb: u64,
+    /// Keep a blank isolate ready on each worker for cold starts.
+    pub spare_isolate: bool,
 }
 
 impl Default for EngineSection {
     fn default() -> Self {
         EngineSection {
             memory_budget_mb: 1024,
+            spare_isolate: true,
         }
     }
 }
@@ -223,10 +227,8 @@ pub struct RefusedFunction {
 pub struct NodeSetup {
     /// Listen address.
     pub listen: SocketAddr,
-    /// Worker threads (0 = one per core).
-    pub threads: usize,
-    /// V8 heap budget in bytes.
-    pub memory_budget_bytes: usize,
+    /// Worker threads, V8 heap budget and spare isolates.
+    pub engine: EngineConfig,
     /// Largest request body.
     pub max_body_bytes: u64,
     /// Origin cache size in bytes.
@@ -334,8 +336,11 @@ impl NodeConfig {
         }
         Ok(NodeSetup {
             listen,
-            threads: self.server.threads,
-            memory_budget_bytes: mib(self.engine.memory_budget_mb),
+            engine: EngineConfig {
+                threads: self.server.threads,
+                memory_budget_bytes: mib(self.engine.memory_budget_mb),
+                spare_isolate: self.engine.spare_isolate,
+            },
             max_body_bytes: self.server.max_body_bytes,
             cache_bytes: mib(self.server.cache_mb),
             kv: self.kv.settings()?,

@@ -47,8 +47,7 @@ pub fn embedded_setup(listen: std::net::SocketAddr) -> anyhow::Result<NodeSetup>
     }])?;
     Ok(NodeSetup {
         listen,
-        threads: 0,
-        memory_budget_bytes: 1024 * 1024 * 1024,
+        engine: EngineConfig::default(),
         max_body_bytes: config::DEFAULT_MAX_BODY_BYTES,
         cache_bytes: 0,
         kv: config::KvSection::default().settings()?,
@@ -118,10 +117,7 @@ fn run(setup: NodeSetup, source: Source) -> anyhow::Result<()> {
     // pingora or quinn build any TLS config.
     let _ = rustls::crypto::ring::default_provider().install_default();
 
-    let engine = Arc::new(Engine::start(EngineConfig {
-        threads: setup.threads,
-        memory_budget_bytes: setup.memory_budget_bytes,
-    })?);
+    let engine = Arc::new(Engine::start(setup.engine)?);
     // Bound before anything is deployed, so a taken port fails the start at once.
     let listeners = front::Listeners::bind(setup.listen, engine.threads())?;
     let state = Arc::new(ArcSwap::from_pointee(ServingState::default()));
