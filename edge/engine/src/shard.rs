@@ -13,6 +13,7 @@ use std::rc::Rc;
 use std::rc::Weak;
 use std::sync::Arc;
 use std::task::Poll;
+use std::time::Duration;
 use std::time::Instant;
 
 use tokio::sync::mpsc;
@@ -84,6 +85,11 @@ struct Slot {
     isolate: Option<SharedIsolate>,
 }
 
+/// Longest a cold start waits for the spare being made before booting an isolate of its
+/// own. Making one takes ~4 ms of CPU; this bounds the wait when the factory (at low
+/// priority) gets little CPU because the worker's core is saturated.
+const PARK_LIMIT: Duration = Duration::from_millis(20);
+
 /// A request to a function with no isolate here, waiting for the spare being made.
 struct Parked {
     function: Arc<str>,
@@ -113,6 +119,11 @@ pub(crate) struct Shard {
     parked: Vec<Parked>,
     /// A task is making the next spare.
     refilling: bool,
+    /// Spares ordered so far; names the order outstanding while `refilling`.
+    orders: u64,
+    /// The outstanding order took longer than [`PARK_LIMIT`] (the factory only gets idle
+    /// CPU, and this core has none): cold starts boot here until it arrives.
+    spare_late: bool,
     this: Weak<RefCell<Shard>>,
 }
 
@@ -134,6 +145,8 @@ impl Shard {
                 spare_boots: 0,
                 parked: Vec::new(),
                 refilling: false,
+                orders: 0,
+                spare_late: false,
                 this: this.clone(),
             })
         })
@@ -149,6 +162,7 @@ impl Shard {
             return;
         }
         self.refilling = true;
+        self.orders += 1;
         let this = self.this.clone();
         deno_core::unsync::spawn(async move {
             let made = orders.make(Limits::DEFAULT.heap_bytes()).await;
@@ -157,6 +171,7 @@ impl Shard {
             };
             let mut shard = shard.borrow_mut();
             shard.refilling = false;
+            shard.spare_late = false;
             match made {
                 Ok(spare) => shard.spare = Some(spare),
                 Err(error) => {
@@ -263,8 +278,12 @@ impl Shard {
                 // further than creating one here would be: wait for it.
                 if self.spare.is_none()
                     && self.refilling
+                    && !self.spare_late
                     && Limits::DEFAULT.heap_bytes() == slot.spec.limits.heap_bytes()
                 {
+                    if self.parked.is_empty() {
+                        self.stop_waiting_after(PARK_LIMIT);
+                    }
                     self.parked.push(Parked {
                         function: Arc::from(function),
                         request,
@@ -296,6 +315,27 @@ impl Shard {
         isolate
             .borrow_mut()
             .dispatch(request, responder, &self.clock);
+    }
+
+    /// If the outstanding spare order is still outstanding after `limit`, boots the
+    /// parked cold starts here instead of waiting longer.
+    fn stop_waiting_after(&self, limit: Duration) {
+        let this = self.this.clone();
+        let order = self.orders;
+        deno_core::unsync::spawn(async move {
+            tokio::time::sleep(limit).await;
+            let Some(shard) = this.upgrade() else {
+                return;
+            };
+            let mut shard = shard.borrow_mut();
+            if !shard.refilling || shard.orders != order {
+                return;
+            }
+            shard.spare_late = true;
+            for parked in std::mem::take(&mut shard.parked) {
+                shard.dispatch(&parked.function, parked.request, parked.responder);
+            }
+        });
     }
 
     /// Spawns the task that drives the isolate's event loop and wall-time deadlines.

@@ -3,8 +3,8 @@
 //! serving to make one.
 //!
 //! Each worker keeps one spare. When a cold start takes it, the worker orders the next
-//! from the factory thread and goes on serving; the factory deserializes the snapshot
-//! (~3.5 ms of CPU) and hands the isolate over. A V8 isolate may move between threads
+//! from the factory thread (low priority) and goes on serving; the factory deserializes
+//! the snapshot (~3.5 ms of CPU) and hands the isolate over. A V8 isolate may move between threads
 //! as long as one thread uses it at a time; the worker re-points V8's stack guard at its
 //! own stack before the isolate runs anything ([`SpareIsolate::set_stack_limit_here`]).
 
@@ -56,7 +56,7 @@ pub(crate) fn start_factory() -> std::io::Result<SpareOrders> {
     std::thread::Builder::new()
         .name("outpost-spares".into())
         .spawn(move || {
-            run_when_idle();
+            run_at_low_priority();
             for order in incoming {
                 if order.reply.is_closed() {
                     continue;
@@ -69,21 +69,20 @@ pub(crate) fn start_factory() -> std::io::Result<SpareOrders> {
     Ok(SpareOrders(orders))
 }
 
-/// Puts the calling thread in Linux's SCHED_IDLE class: it runs only on CPU time no
-/// other thread wants, so making spares never delays a worker's requests. Elsewhere (or
-/// if refused) the thread keeps the normal class.
-fn run_when_idle() {
+/// Lowers the calling thread's priority (nice 10): making spares yields to the workers
+/// whenever they have work, so it never delays their requests noticeably. Not the idle
+/// class: with a CPU hog on the worker's core, one cold start then waited 637 ms — most
+/// likely on a process-wide V8 lock held by the starved factory in mid-creation.
+fn run_at_low_priority() {
     #[cfg(target_os = "linux")]
     {
-        let param = libc::sched_param { sched_priority: 0 };
-        #[expect(
-            unsafe_code,
-            reason = "libc call to change this thread's scheduling class"
-        )]
-        // SAFETY: pid 0 is the calling thread; `param` is a valid sched_param.
-        let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+        /// Niceness of the factory thread: about a tenth of a worker's share under contention.
+        const NICE: libc::c_int = 10;
+        #[expect(unsafe_code, reason = "libc call to lower this thread's priority")]
+        // SAFETY: on Linux, PRIO_PROCESS with id 0 names the calling thread.
+        let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, NICE) };
         if rc != 0 {
-            tracing::debug!(target: "outpost::engine", "spare-isolate thread keeps its scheduling class: {}", std::io::Error::last_os_error());
+            tracing::debug!(target: "outpost::engine", "spare-isolate thread keeps its priority: {}", std::io::Error::last_os_error());
         }
     }
 }
