@@ -25,6 +25,8 @@ export interface ExecutionContext {
    * route without an origin answers 500 as usual.
    */
   passThroughOnException(): void;
+  /** Workers' per-invocation props; always an empty object here (no service bindings). */
+  readonly props: Record<string, unknown>;
 }
 
 /** The `fetch` method of a module handler. Returning anything but a `Response` fails the request with 500. */
@@ -76,6 +78,20 @@ declare global {
   function addEventListener(type: "fetch", listener: FetchEventListener | { handleEvent(event: FetchEvent): void }): void;
   /** Removes a listener registered with `addEventListener("fetch", ...)`. */
   function removeEventListener(type: "fetch", listener: FetchEventListener | { handleEvent(event: FetchEvent): void }): void;
+  interface Scheduler {
+    /**
+     * Workers' `scheduler.wait`: resolves after `delay` ms; rejects with the signal's
+     * reason if it aborts first. (`postTask` and `yield` run with one priority.)
+     */
+    wait(delay: number, options?: { signal?: AbortSignal }): Promise<void>;
+  }
+  interface SubtleCrypto {
+    /**
+     * Compares two buffers in a time that depends only on their length (for MACs and
+     * tokens). Throws a `TypeError` when their byte lengths differ.
+     */
+    timingSafeEqual(a: ArrayBuffer | ArrayBufferView, b: ArrayBuffer | ArrayBufferView): boolean;
+  }
 }
 
 /**

@@ -258,6 +258,20 @@ async fn web_apis_work_inside_handlers() {
     assert_eq!(crypto["randomLength"], 8);
     assert_eq!(crypto["hmacLength"], 32);
     assert_eq!(crypto["uuid"].as_str().unwrap().len(), 36);
+    // Workers' additions: crypto.subtle.timingSafeEqual, scheduler.wait (+ postTask, yield), ctx.props.
+    assert_eq!(
+        get_json(&node.url("/workers-extras")).await,
+        json!({
+            "same": true,
+            "differ": false,
+            "views": true,
+            "lengthError": "TypeError",
+            "waitedEnough": true,
+            "cancelled": "stopped",
+            "posted": "posted",
+            "props": true
+        })
+    );
     assert_eq!(
         get_json(&node.url("/clone")).await,
         json!({"same": true, "a": [1, 2], "time": 0, "m": "v"})

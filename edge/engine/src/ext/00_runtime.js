@@ -19,9 +19,14 @@ const {
   op_outpost_log,
 } = core.ops;
 const {
+  ArrayBufferIsView,
+  ArrayBufferPrototype,
   ArrayPrototypePush,
   ArrayPrototypeSplice,
   ArrayPrototypeIndexOf,
+  DataViewPrototypeGetBuffer,
+  DataViewPrototypeGetByteLength,
+  DataViewPrototypeGetByteOffset,
   Error,
   JSONParse,
   ObjectDefineProperty,
@@ -34,7 +39,11 @@ const {
   Symbol,
   SymbolFor,
   TypeError,
+  TypedArrayPrototypeGetBuffer,
+  TypedArrayPrototypeGetByteLength,
+  TypedArrayPrototypeGetByteOffset,
   TypedArrayPrototypeGetSymbolToStringTag,
+  Uint8Array,
 } = primordials;
 
 // deno_fetch reports to deno's OpenTelemetry layer when it is loaded; Outpost traces
@@ -161,8 +170,13 @@ function removeEventListener(type, listener) {
 
 class ExecutionContext {
   #state;
+  #props;
   constructor(state) {
     this.#state = state;
+  }
+  // Workers' per-invocation props (from service bindings); none are configured here.
+  get props() {
+    return (this.#props ??= {});
   }
   waitUntil(promise) {
     waitUntil(this.#state, promise);
@@ -196,6 +210,79 @@ class FetchEvent extends event.Event {
 }
 
 const { DOMException } = domException;
+
+// ---- Workers extensions to the web platform that handlers rely on.
+
+function bufferBytes(value, name) {
+  if (ArrayBufferIsView(value)) {
+    if (TypedArrayPrototypeGetSymbolToStringTag(value) === undefined) {
+      return new Uint8Array(
+        DataViewPrototypeGetBuffer(value),
+        DataViewPrototypeGetByteOffset(value),
+        DataViewPrototypeGetByteLength(value),
+      );
+    }
+    return new Uint8Array(
+      TypedArrayPrototypeGetBuffer(value),
+      TypedArrayPrototypeGetByteOffset(value),
+      TypedArrayPrototypeGetByteLength(value),
+    );
+  }
+  if (ObjectPrototypeIsPrototypeOf(ArrayBufferPrototype, value)) return new Uint8Array(value);
+  throw new TypeError(`timingSafeEqual: ${name} must be an ArrayBuffer or an ArrayBuffer view`);
+}
+
+// crypto.subtle.timingSafeEqual(a, b): compares in a time that depends only on the length.
+function timingSafeEqual(a, b) {
+  const left = bufferBytes(a, "a");
+  const right = bufferBytes(b, "b");
+  if (left.length !== right.length) {
+    throw new TypeError("timingSafeEqual: input buffers must have the same byte length");
+  }
+  let diff = 0;
+  for (let i = 0; i < left.length; i++) diff |= left[i] ^ right[i];
+  return diff === 0;
+}
+ObjectDefineProperty(crypto.SubtleCrypto.prototype, "timingSafeEqual", {
+  value: timingSafeEqual,
+  writable: true,
+  configurable: true,
+  enumerable: false,
+});
+
+// scheduler: Workers' wait(ms, { signal }) (a promise-returning setTimeout), plus the
+// web's postTask and yield, with a single priority. The timer functions insist on being
+// called without a receiver (or on the global object).
+const { setTimeout, clearTimeout } = timers;
+class Scheduler {
+  postTask(callback, options = undefined) {
+    return PromisePrototypeThen(
+      this.wait(options?.delay ?? 0, { signal: options?.signal }),
+      () => callback(),
+    );
+  }
+  yield() {
+    return this.wait(0);
+  }
+  wait(delay, options = undefined) {
+    const signal = options?.signal;
+    return new Promise((resolve, reject) => {
+      if (signal?.aborted) {
+        reject(signal.reason);
+        return;
+      }
+      const onAbort = () => {
+        clearTimeout(id);
+        reject(signal.reason);
+      };
+      const id = setTimeout(() => {
+        signal?.removeEventListener("abort", onAbort);
+        resolve();
+      }, delay);
+      signal?.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+}
 
 // ---- the handler this isolate runs, set by boot().
 let handler = null;
@@ -543,6 +630,7 @@ const globals = {
   navigator: core.propReadOnly(ObjectFreeze({ userAgent: "Outpost/0.1" })),
   performance: core.propWritable(performance.performance),
   removeEventListener: core.propWritable(removeEventListener),
+  scheduler: core.propWritable(new Scheduler()),
   reportError: core.propWritable(event.reportError),
   self: core.propGetterOnly(() => globalThis),
   setInterval: core.propWritable(timers.setInterval),
