@@ -178,11 +178,7 @@ impl Shard {
                     tracing::warn!(target: "outpost::engine", "could not make a spare isolate: {error}");
                 }
             }
-            // In arrival order: the first waiting function takes the spare, the others
-            // wait for the next one (or boot here if the factory failed).
-            for parked in std::mem::take(&mut shard.parked) {
-                shard.dispatch(&parked.function, parked.request, parked.responder);
-            }
+            shard.release_parked();
         });
     }
 
@@ -262,7 +258,7 @@ impl Shard {
         request: EngineRequest,
         responder: Responder,
     ) {
-        let Some(slot) = self.functions.get_mut(function) else {
+        let Some(slot) = self.functions.get(function) else {
             let _ = responder.send(Err(FunctionFailure::NotDeployed));
             return;
         };
@@ -274,36 +270,13 @@ impl Shard {
         let isolate = match live {
             Some(isolate) => isolate,
             None => {
-                // The spare on its way is at most one isolate creation away, and no
-                // further than creating one here would be: wait for it.
-                if self.spare.is_none()
-                    && self.refilling
-                    && !self.spare_late
-                    && Limits::DEFAULT.heap_bytes() == slot.spec.limits.heap_bytes()
-                {
-                    if self.parked.is_empty() {
-                        self.stop_waiting_after(PARK_LIMIT);
-                    }
-                    self.parked.push(Parked {
-                        function: Arc::from(function),
-                        request,
-                        responder,
-                    });
+                let spec = slot.spec.clone();
+                if self.should_wait_for_spare(&spec) {
+                    self.park(function, request, responder);
                     return;
                 }
-                let spare = self.spare.take_if(|spare| spare.fits(&slot.spec.limits));
-                self.spare_boots += u64::from(spare.is_some());
-                let booted = FunctionIsolate::boot(slot.spec.clone(), &self.clock, spare);
-                self.refill_spare();
-                match booted {
-                    Ok(isolate) => {
-                        let isolate = self.start(isolate);
-                        if let Some(slot) = self.functions.get_mut(function) {
-                            slot.isolate = Some(isolate.clone());
-                        }
-                        self.enforce_budget(&isolate);
-                        isolate
-                    }
+                match self.boot(function, spec) {
+                    Ok(isolate) => isolate,
                     Err(error) => {
                         tracing::error!(target: "outpost::engine", function, "isolate failed to boot: {error}");
                         let _ = responder.send(Err(FunctionFailure::BootFailed(error.to_string())));
@@ -315,6 +288,53 @@ impl Shard {
         isolate
             .borrow_mut()
             .dispatch(request, responder, &self.clock);
+    }
+
+    /// Boots `function`'s isolate here (in the spare when it fits) and makes it the one
+    /// that serves.
+    fn boot(
+        &mut self,
+        function: &str,
+        spec: Arc<FunctionSpec>,
+    ) -> Result<SharedIsolate, BootError> {
+        let spare = self.spare.take_if(|spare| spare.fits(&spec.limits));
+        self.spare_boots += u64::from(spare.is_some());
+        let booted = FunctionIsolate::boot(spec, &self.clock, spare);
+        self.refill_spare();
+        let isolate = self.start(booted?);
+        if let Some(slot) = self.functions.get_mut(function) {
+            slot.isolate = Some(isolate.clone());
+        }
+        self.enforce_budget(&isolate);
+        Ok(isolate)
+    }
+
+    /// Whether a cold start of `spec` should wait for the spare on its way: it is at
+    /// most one isolate creation away, no further than creating one here would be.
+    fn should_wait_for_spare(&self, spec: &FunctionSpec) -> bool {
+        self.spare.is_none()
+            && self.refilling
+            && !self.spare_late
+            && Limits::DEFAULT.heap_bytes() == spec.limits.heap_bytes()
+    }
+
+    fn park(&mut self, function: &str, request: EngineRequest, responder: Responder) {
+        if self.parked.is_empty() {
+            self.stop_waiting_after(PARK_LIMIT);
+        }
+        self.parked.push(Parked {
+            function: Arc::from(function),
+            request,
+            responder,
+        });
+    }
+
+    /// Dispatches the parked cold starts again, in arrival order: the first function
+    /// takes the spare if one is ready; the others park again or boot here.
+    fn release_parked(&mut self) {
+        for parked in std::mem::take(&mut self.parked) {
+            self.dispatch(&parked.function, parked.request, parked.responder);
+        }
     }
 
     /// If the outstanding spare order is still outstanding after `limit`, boots the
@@ -332,9 +352,7 @@ impl Shard {
                 return;
             }
             shard.spare_late = true;
-            for parked in std::mem::take(&mut shard.parked) {
-                shard.dispatch(&parked.function, parked.request, parked.responder);
-            }
+            shard.release_parked();
         });
     }
 
