@@ -85,6 +85,15 @@ declare global {
      */
     wait(delay: number, options?: { signal?: AbortSignal }): Promise<void>;
   }
+  interface CacheStorage {
+    /**
+     * Workers' default cache: `caches.default.put/match/delete`. Entries live on this node
+     * only, per function; `put` follows the response's Cache-Control/Expires (no-store,
+     * private and Set-Cookie responses are not kept). Like Workers, only `open` and
+     * `default` are implemented.
+     */
+    readonly default: Cache;
+  }
   interface SubtleCrypto {
     /**
      * Compares two buffers in a time that depends only on their length (for MACs and

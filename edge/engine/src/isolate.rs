@@ -38,6 +38,8 @@ use crate::ext::FunctionLabel;
 use crate::ext::PendingRequest;
 use crate::ext::RequestTable;
 use crate::ext::Responder;
+use crate::ext::cache::CacheAccess;
+use crate::ext::cache::ResponseCache;
 use crate::ext::kv::KvAccess;
 use crate::limits::Limits;
 use crate::loader::BUNDLE_ROOT;
@@ -140,13 +142,14 @@ impl FunctionIsolate {
         spec: Arc<FunctionSpec>,
         clock: &SliceClock,
         spare: Option<SpareIsolate>,
+        cache: Option<Arc<dyn ResponseCache>>,
     ) -> Result<FunctionIsolate, BootError> {
         let heap_exceeded = Rc::new(Cell::new(false));
         let spare = match spare.filter(|spare| spare.fits(&spec.limits)) {
             Some(spare) => spare,
             None => SpareIsolate::new(spec.limits.heap_bytes())?,
         };
-        let mut runtime = spare.assign(&spec)?;
+        let mut runtime = spare.assign(&spec, cache)?;
         {
             let handle = runtime.v8_isolate().thread_safe_handle();
             let flag = heap_exceeded.clone();
@@ -504,7 +507,11 @@ impl SpareIsolate {
     }
 
     /// Gives the isolate to `spec`: its bundle and its per-function state.
-    fn assign(mut self, spec: &FunctionSpec) -> Result<JsRuntime, BootError> {
+    fn assign(
+        mut self,
+        spec: &FunctionSpec,
+        cache: Option<Arc<dyn ResponseCache>>,
+    ) -> Result<JsRuntime, BootError> {
         let runtime = self
             .runtime
             .take()
@@ -516,6 +523,10 @@ impl SpareIsolate {
         state.put(FunctionLabel(Rc::from(spec.name.as_str())));
         state.put(crate::fetch_permissions());
         state.put(KvAccess(spec.kv.clone()));
+        state.put(CacheAccess {
+            cache,
+            function: Arc::from(spec.name.as_str()),
+        });
         drop(state);
         Ok(runtime)
     }

@@ -12,6 +12,7 @@ mod isolate;
 pub mod kv;
 mod limits;
 mod loader;
+mod response_cache;
 mod shard;
 mod spare;
 mod watchdog;
@@ -38,6 +39,7 @@ pub use crate::exchange::FunctionFailure;
 pub use crate::exchange::RequestBody;
 pub use crate::exchange::RequestId;
 pub use crate::exchange::ResponseBody;
+use crate::ext::cache::ResponseCache;
 pub use crate::isolate::BootError;
 pub use crate::limits::Limits;
 pub use crate::limits::LimitsError;
@@ -58,6 +60,9 @@ pub struct EngineConfig {
     /// a cold start loads the bundle without creating an isolate first. Used by functions
     /// with the default heap limit; costs one idle isolate per worker.
     pub spare_isolate: bool,
+    /// Bytes the Cache API (`caches.default`, `caches.open`) may hold on the node, shared
+    /// by all functions (each sees only its own entries); 0 switches it off.
+    pub cache_api_bytes: u64,
 }
 
 impl Default for EngineConfig {
@@ -66,6 +71,7 @@ impl Default for EngineConfig {
             threads: 0,
             memory_budget_bytes: 1024 * 1024 * 1024,
             spare_isolate: true,
+            cache_api_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -119,6 +125,11 @@ impl Engine {
             n => n,
         };
         let budget = config.memory_budget_bytes / threads;
+        let cache: Option<Arc<dyn ResponseCache>> = (config.cache_api_bytes > 0).then(|| {
+            Arc::new(response_cache::NodeResponseCache::new(
+                config.cache_api_bytes,
+            )) as Arc<dyn ResponseCache>
+        });
         let spare_orders = if config.spare_isolate {
             Some(spare::start_factory()?)
         } else {
@@ -131,6 +142,7 @@ impl Engine {
             let (tx, rx) = mpsc::unbounded_channel();
             let (started_tx, started_rx) = std::sync::mpsc::channel();
             let spare_orders = spare_orders.clone();
+            let cache = cache.clone();
             let worker = std::thread::Builder::new()
                 .name(format!("outpost-worker-{index}"))
                 .spawn(move || {
@@ -147,7 +159,7 @@ impl Engine {
                             return;
                         }
                     };
-                    let shard = Shard::new(clock.clone(), budget, spare_orders);
+                    let shard = Shard::new(clock.clone(), budget, cache, spare_orders);
                     LOCAL_SHARD.with(|local| *local.borrow_mut() = Some((id, shard.clone())));
                     let _ = started_tx.send(Ok((clock, runtime.handle().clone())));
                     runtime.block_on(async {
@@ -634,7 +646,7 @@ mod tests {
             }
             assert!(exhausted, "the budget never ran out");
             std::task::Poll::Ready(
-                crate::isolate::FunctionIsolate::boot(spec.clone(), &clock, None).map(drop),
+                crate::isolate::FunctionIsolate::boot(spec.clone(), &clock, None, None).map(drop),
             )
         })
         .await;

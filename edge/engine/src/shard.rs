@@ -24,6 +24,7 @@ use crate::bundle::FunctionSpec;
 use crate::exchange::EngineRequest;
 use crate::exchange::FunctionFailure;
 use crate::ext::Responder;
+use crate::ext::cache::ResponseCache;
 use crate::isolate::BootError;
 use crate::isolate::FunctionIsolate;
 use crate::isolate::Retirement;
@@ -111,6 +112,8 @@ pub(crate) struct Shard {
     draining: Vec<Weak<RefCell<FunctionIsolate>>>,
     clock: Arc<SliceClock>,
     memory_budget: usize,
+    /// The node's Cache API store, shared by all workers; `None` when switched off.
+    cache: Option<Arc<dyn ResponseCache>>,
     /// Where spare isolates come from; `None` when spares are off.
     spare_orders: Option<SpareOrders>,
     spare: Option<SpareIsolate>,
@@ -131,6 +134,7 @@ impl Shard {
     pub(crate) fn new(
         clock: Arc<SliceClock>,
         memory_budget: usize,
+        cache: Option<Arc<dyn ResponseCache>>,
         spare_orders: Option<SpareOrders>,
     ) -> Rc<RefCell<Shard>> {
         Rc::new_cyclic(|this| {
@@ -140,6 +144,7 @@ impl Shard {
                 draining: Vec::new(),
                 clock,
                 memory_budget,
+                cache,
                 spare_orders,
                 spare: None,
                 spare_boots: 0,
@@ -227,7 +232,8 @@ impl Shard {
         boot: bool,
     ) -> Result<(), BootError> {
         let isolate = if boot {
-            let isolate = FunctionIsolate::boot(spec.clone(), &self.clock, None)?;
+            let isolate =
+                FunctionIsolate::boot(spec.clone(), &self.clock, None, self.cache.clone())?;
             // Booted only to validate the bundle: this shard boots it again when it serves it.
             spec.preload.then_some(isolate)
         } else {
@@ -299,7 +305,7 @@ impl Shard {
     ) -> Result<SharedIsolate, BootError> {
         let spare = self.spare.take_if(|spare| spare.fits(&spec.limits));
         self.spare_boots += u64::from(spare.is_some());
-        let booted = FunctionIsolate::boot(spec, &self.clock, spare);
+        let booted = FunctionIsolate::boot(spec, &self.clock, spare, self.cache.clone());
         self.refill_spare();
         let isolate = self.start(booted?);
         if let Some(slot) = self.functions.get_mut(function) {

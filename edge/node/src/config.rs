@@ -130,6 +130,8 @@ pub struct EngineSection {
     pub memory_budget_mb: u64,
     /// Keep a blank isolate ready on each worker for cold starts.
     pub spare_isolate: bool,
+    /// Size of the Cache API store (`caches.default`), in MiB; 0 switches it off.
+    pub cache_api_mb: u64,
 }
 
 impl Default for EngineSection {
@@ -137,6 +139,7 @@ impl Default for EngineSection {
         EngineSection {
             memory_budget_mb: 1024,
             spare_isolate: true,
+            cache_api_mb: 64,
         }
     }
 }
@@ -340,6 +343,7 @@ impl NodeConfig {
                 threads: self.server.threads,
                 memory_budget_bytes: mib(self.engine.memory_budget_mb),
                 spare_isolate: self.engine.spare_isolate,
+                cache_api_bytes: u64::try_from(mib(self.engine.cache_api_mb)).unwrap_or(u64::MAX),
             },
             max_body_bytes: self.server.max_body_bytes,
             cache_bytes: mib(self.server.cache_mb),

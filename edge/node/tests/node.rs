@@ -206,6 +206,10 @@ vars = { GREETING = "hi", COUNT = 3 }
 secrets = { API_KEY = "s3cret" }
 
 [[functions]]
+name = "webapi-other"
+main = "{FIXTURES}/webapi/index.js"
+
+[[functions]]
 name = "multi"
 main = "{FIXTURES}/multi/index.js"
 
@@ -226,12 +230,97 @@ host = "sw.example.com"
 function = "sw"
 
 [[routes]]
+host = "other.example.com"
+function = "webapi-other"
+
+[[routes]]
 path = "/stream/*"
 function = "streaming"
 
 [[routes]]
 function = "webapi"
 "#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_api_keeps_responses_per_function_by_workers_rules() {
+    let node = Node::start(WEB_CONFIG);
+    let get = |path: &str| {
+        let url = node.url(path);
+        async move { get_json(&url).await }
+    };
+    let put = |query: &str| {
+        let url = node.url(&format!("/cache/put?{query}"));
+        async move {
+            let response = reqwest::get(&url).await.unwrap();
+            assert_eq!(response.status(), 200, "{url}");
+        }
+    };
+
+    assert_eq!(get("/cache/get?key=a").await, json!({"hit": false}));
+    put("key=a&cc=max-age%3D60").await;
+    // Two workers share the store; the fragment is not part of the key.
+    for _ in 0..4 {
+        assert_eq!(
+            get("/cache/get?key=a").await,
+            json!({"hit": true, "status": 200, "body": "body of a", "cacheStatus": "HIT", "stored": "yes"})
+        );
+    }
+    // A matching If-None-Match gets 304 from the cache.
+    assert_eq!(
+        get("/cache/get?key=a&inm=W%2F%22v1%22").await,
+        json!({"hit": true, "status": 304, "body": "", "cacheStatus": "HIT", "stored": "yes"})
+    );
+    // Another function on the node sees none of it.
+    let other = reqwest::Client::new()
+        .get(node.url("/cache/get?key=a"))
+        .header("host", "other.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.json::<Value>().await.unwrap(), json!({"hit": false}));
+
+    // What may not be stored is dropped without an error, as on Workers.
+    put("key=nostore&cc=no-store").await;
+    put("key=private&cc=private%2C%20max-age%3D60").await;
+    put("key=cookie&cc=max-age%3D60&cookie=1").await;
+    put("key=error&status=500").await;
+    for key in ["nostore", "private", "cookie", "error"] {
+        assert_eq!(
+            get(&format!("/cache/get?key={key}")).await,
+            json!({"hit": false}),
+            "{key}"
+        );
+    }
+    // Without Cache-Control a 404 is kept (the edge default, 3 min).
+    put("key=missing&status=404").await;
+    assert_eq!(get("/cache/get?key=missing").await["status"], 404);
+
+    // Freshness is exact: max-age=1 is gone after a second.
+    put("key=short&cc=max-age%3D1").await;
+    assert_eq!(get("/cache/get?key=short").await["hit"], true);
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_eq!(get("/cache/get?key=short").await, json!({"hit": false}));
+
+    assert_eq!(get("/cache/delete?key=a").await, json!({"deleted": true}));
+    assert_eq!(get("/cache/delete?key=a").await, json!({"deleted": false}));
+    assert_eq!(get("/cache/get?key=a").await, json!({"hit": false}));
+
+    assert_eq!(
+        get("/cache/named").await,
+        json!({"inDefault": false, "inNamed": "in named"})
+    );
+    assert_eq!(
+        get("/cache/errors").await,
+        json!({
+            "post": "TypeError",
+            "partial": "TypeError",
+            "varyStar": "TypeError",
+            "notResponse": "TypeError",
+            "construct": "TypeError",
+            "postMatch": true
+        })
+    );
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn web_apis_work_inside_handlers() {

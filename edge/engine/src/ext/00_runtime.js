@@ -3,6 +3,7 @@
 
 import { core, internals, primordials } from "ext:core/mod.js";
 import { KVNamespace } from "ext:outpost/01_kv.js";
+import { createCacheStorage } from "ext:outpost/02_cache.js";
 
 const {
   op_outpost_respond_empty,
@@ -210,6 +211,7 @@ class FetchEvent extends event.Event {
 }
 
 const { DOMException } = domException;
+const cacheApi = createCacheStorage({ Request: request.Request, Response: response.Response });
 
 // ---- Workers extensions to the web platform that handlers rely on.
 
@@ -619,7 +621,10 @@ const globals = {
   WritableStream: core.propNonEnumerable(streams.WritableStream),
   WritableStreamDefaultController: core.propNonEnumerable(streams.WritableStreamDefaultController),
   WritableStreamDefaultWriter: core.propNonEnumerable(streams.WritableStreamDefaultWriter),
+  Cache: core.propNonEnumerable(cacheApi.Cache),
+  CacheStorage: core.propNonEnumerable(cacheApi.CacheStorage),
   addEventListener: core.propWritable(addEventListener),
+  caches: core.propReadOnly(cacheApi.caches),
   atob: core.propWritable(base64.atob),
   btoa: core.propWritable(base64.btoa),
   clearInterval: core.propWritable(timers.clearInterval),

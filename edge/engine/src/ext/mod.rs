@@ -4,6 +4,7 @@
 //! ops to take the startup snapshot. It may only use `crate::exchange` and `crate::kv`
 //! from the engine.
 
+pub mod cache;
 pub mod kv;
 
 use std::cell::RefCell;
@@ -46,9 +47,12 @@ deno_core::extension!(
         kv::op_outpost_kv_put,
         kv::op_outpost_kv_delete,
         kv::op_outpost_kv_list,
+        cache::op_outpost_cache_put,
+        cache::op_outpost_cache_match,
+        cache::op_outpost_cache_delete,
     ],
     esm_entry_point = "ext:outpost/00_runtime.js",
-    esm = [dir "src/ext", "00_runtime.js", "01_kv.js"],
+    esm = [dir "src/ext", "00_runtime.js", "01_kv.js", "02_cache.js"],
 );
 
 deno_core::extension!(
