@@ -136,8 +136,8 @@ impl Drop for Entered<'_> {
 impl FunctionIsolate {
     /// Creates the isolate from the snapshot, evaluates the bundle and binds the handler.
     /// Runs synchronously: the watchdog bounds top-level code by the startup CPU limit.
-    /// `spare` is a blank isolate ready to run on this thread; it is used when its heap
-    /// limit is the function's, otherwise a new one is created here.
+    /// `spare` is a blank isolate ready to run on this thread, made with the function's
+    /// heap limit (see [`SpareIsolate::fits`]); without one, a new isolate is created here.
     pub(crate) fn boot(
         spec: Arc<FunctionSpec>,
         clock: &SliceClock,
@@ -145,7 +145,7 @@ impl FunctionIsolate {
         cache: Option<Arc<dyn ResponseCache>>,
     ) -> Result<FunctionIsolate, BootError> {
         let heap_exceeded = Rc::new(Cell::new(false));
-        let spare = match spare.filter(|spare| spare.fits(&spec.limits)) {
+        let spare = match spare {
             Some(spare) => spare,
             None => SpareIsolate::new(spec.limits.heap_bytes())?,
         };
@@ -520,13 +520,10 @@ impl SpareIsolate {
         let op_state = runtime.op_state();
         let mut state = op_state.borrow_mut();
         state.put(RequestTable::default());
-        state.put(FunctionLabel(Rc::from(spec.name.as_str())));
+        state.put(FunctionLabel(Arc::from(spec.name.as_str())));
         state.put(crate::fetch_permissions());
         state.put(KvAccess(spec.kv.clone()));
-        state.put(CacheAccess {
-            cache,
-            function: Arc::from(spec.name.as_str()),
-        });
+        state.put(CacheAccess(cache));
         drop(state);
         Ok(runtime)
     }

@@ -62,7 +62,7 @@ pub struct EngineConfig {
     pub spare_isolate: bool,
     /// Bytes the Cache API (`caches.default`, `caches.open`) may hold on the node, shared
     /// by all functions (each sees only its own entries); 0 switches it off.
-    pub cache_api_bytes: u64,
+    pub cache_api_bytes: usize,
 }
 
 impl Default for EngineConfig {
@@ -401,20 +401,31 @@ mod tests {
 
     use super::*;
 
-    /// A handler answering `<version> <id of this isolate>`.
+    /// Function `name` with a one-module bundle, not preloaded.
+    fn bundle_spec(name: &str, source: &str, limits: Limits) -> FunctionSpec {
+        FunctionSpec {
+            name: name.into(),
+            version: "v1".into(),
+            bundle: Arc::new(
+                Bundle::new("index.js", [("index.js".to_string(), source.into())]).unwrap(),
+            ),
+            env: serde_json::Map::new(),
+            limits,
+            preload: false,
+            kv: None,
+        }
+    }
+
+    /// Function `f`, a handler answering `<version> <id of this isolate>`.
     fn spec(version: &str, preload: bool) -> FunctionSpec {
         let source = format!(
             "const id = crypto.randomUUID();\n\
              export default {{ fetch() {{ return new Response(`{version} ${{id}}`); }} }};"
         );
         FunctionSpec {
-            name: "f".into(),
             version: version.into(),
-            bundle: Arc::new(Bundle::new("index.js", [("index.js".to_string(), source)]).unwrap()),
-            env: serde_json::Map::new(),
-            limits: Limits::default(),
             preload,
-            kv: None,
+            ..bundle_spec("f", &source, Limits::default())
         }
     }
 
@@ -501,20 +512,6 @@ mod tests {
         engine.remove("f");
         let gone = engine.dispatch("f", request()).await.unwrap_err();
         assert_eq!(gone, FunctionFailure::NotDeployed);
-    }
-
-    fn bundle_spec(name: &str, source: &str, limits: Limits) -> FunctionSpec {
-        FunctionSpec {
-            name: name.into(),
-            version: "v1".into(),
-            bundle: Arc::new(
-                Bundle::new("index.js", [("index.js".to_string(), source.into())]).unwrap(),
-            ),
-            env: serde_json::Map::new(),
-            limits,
-            preload: false,
-            kv: None,
-        }
     }
 
     /// Polls the single worker's stats until `ready` holds (the spare is made by a task).

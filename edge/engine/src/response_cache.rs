@@ -12,17 +12,17 @@ use crate::ext::cache::CachedResponse;
 use crate::ext::cache::ResponseCache;
 
 /// Largest share of the store one entry may take (bigger ones are not stored).
-const MAX_ENTRY_SHARE: u64 = 10;
+const MAX_ENTRY_SHARE: usize = 10;
 
 pub(crate) struct NodeResponseCache {
     entries: moka::sync::Cache<CacheKey, Arc<CachedResponse>>,
-    max_entry_bytes: u64,
+    max_entry_bytes: usize,
 }
 
 impl NodeResponseCache {
-    pub(crate) fn new(bytes: u64) -> NodeResponseCache {
+    pub(crate) fn new(bytes: usize) -> NodeResponseCache {
         let entries = moka::sync::Cache::builder()
-            .max_capacity(bytes)
+            .max_capacity(u64::try_from(bytes).unwrap_or(u64::MAX))
             .weigher(|key: &CacheKey, response: &Arc<CachedResponse>| {
                 let weight = key.url.len() + key.cache.len() + response.weight();
                 u32::try_from(weight).unwrap_or(u32::MAX)
@@ -45,7 +45,7 @@ impl ResponseCache for NodeResponseCache {
     }
 
     fn insert(&self, key: CacheKey, response: CachedResponse) -> bool {
-        if response.weight() as u64 > self.max_entry_bytes {
+        if response.weight() > self.max_entry_bytes {
             return false;
         }
         self.entries.insert(key, Arc::new(response));

@@ -29,7 +29,7 @@ use crate::isolate::BootError;
 use crate::isolate::FunctionIsolate;
 use crate::isolate::Retirement;
 use crate::isolate::SpareIsolate;
-use crate::limits::Limits;
+use crate::spare;
 use crate::spare::SpareOrders;
 use crate::watchdog::SliceClock;
 
@@ -86,10 +86,10 @@ struct Slot {
     isolate: Option<SharedIsolate>,
 }
 
-/// Longest a cold start waits for the spare being made before booting an isolate of its
-/// own. Making one takes ~4 ms of CPU; this bounds the wait when the factory (at low
-/// priority) gets little CPU because the worker's core is saturated.
-const PARK_LIMIT: Duration = Duration::from_millis(20);
+/// How long a spare order may take before cold starts stop waiting for it and boot
+/// isolates of their own. Making one takes ~4 ms of CPU; this bounds the wait when the
+/// factory (at low priority) gets little CPU because the worker's core is saturated.
+const SPARE_LATE_AFTER: Duration = Duration::from_millis(20);
 
 /// A request to a function with no isolate here, waiting for the spare being made.
 struct Parked {
@@ -120,12 +120,10 @@ pub(crate) struct Shard {
     spare_boots: u64,
     /// Cold starts waiting for the spare on its way, in arrival order.
     parked: Vec<Parked>,
-    /// A task is making the next spare.
+    /// A spare has been ordered and has not arrived.
     refilling: bool,
-    /// Spares ordered so far; names the order outstanding while `refilling`.
-    orders: u64,
-    /// The outstanding order took longer than [`PARK_LIMIT`] (the factory only gets idle
-    /// CPU, and this core has none): cold starts boot here until it arrives.
+    /// The outstanding order has taken longer than [`SPARE_LATE_AFTER`]: cold starts boot
+    /// here until it arrives.
     spare_late: bool,
     this: Weak<RefCell<Shard>>,
 }
@@ -150,7 +148,6 @@ impl Shard {
                 spare_boots: 0,
                 parked: Vec::new(),
                 refilling: false,
-                orders: 0,
                 spare_late: false,
                 this: this.clone(),
             })
@@ -167,10 +164,21 @@ impl Shard {
             return;
         }
         self.refilling = true;
-        self.orders += 1;
         let this = self.this.clone();
         deno_core::unsync::spawn(async move {
-            let made = orders.make(Limits::DEFAULT.heap_bytes()).await;
+            let made = orders.make();
+            let mut made = std::pin::pin!(made);
+            let made = match tokio::time::timeout(SPARE_LATE_AFTER, &mut made).await {
+                Ok(made) => made,
+                Err(_) => {
+                    if let Some(shard) = this.upgrade() {
+                        let mut shard = shard.borrow_mut();
+                        shard.spare_late = true;
+                        shard.release_parked();
+                    }
+                    made.await
+                }
+            };
             let Some(shard) = this.upgrade() else {
                 return;
             };
@@ -321,13 +329,10 @@ impl Shard {
         self.spare.is_none()
             && self.refilling
             && !self.spare_late
-            && Limits::DEFAULT.heap_bytes() == spec.limits.heap_bytes()
+            && spec.limits.heap_bytes() == spare::heap_bytes()
     }
 
     fn park(&mut self, function: &str, request: EngineRequest, responder: Responder) {
-        if self.parked.is_empty() {
-            self.stop_waiting_after(PARK_LIMIT);
-        }
         self.parked.push(Parked {
             function: Arc::from(function),
             request,
@@ -341,25 +346,6 @@ impl Shard {
         for parked in std::mem::take(&mut self.parked) {
             self.dispatch(&parked.function, parked.request, parked.responder);
         }
-    }
-
-    /// If the outstanding spare order is still outstanding after `limit`, boots the
-    /// parked cold starts here instead of waiting longer.
-    fn stop_waiting_after(&self, limit: Duration) {
-        let this = self.this.clone();
-        let order = self.orders;
-        deno_core::unsync::spawn(async move {
-            tokio::time::sleep(limit).await;
-            let Some(shard) = this.upgrade() else {
-                return;
-            };
-            let mut shard = shard.borrow_mut();
-            if !shard.refilling || shard.orders != order {
-                return;
-            }
-            shard.spare_late = true;
-            shard.release_parked();
-        });
     }
 
     /// Spawns the task that drives the isolate's event loop and wall-time deadlines.

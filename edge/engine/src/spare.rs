@@ -4,14 +4,22 @@
 //!
 //! Each worker keeps one spare. When a cold start takes it, the worker orders the next
 //! from the factory thread (low priority) and goes on serving; the factory deserializes
-//! the snapshot (~3.5 ms of CPU) and hands the isolate over. A V8 isolate may move between threads
-//! as long as one thread uses it at a time; the worker re-points V8's stack guard at its
-//! own stack before the isolate runs anything ([`SpareIsolate::set_stack_limit_here`]).
+//! the snapshot (~3.5 ms of CPU) and hands the isolate over. A V8 isolate may move
+//! between threads as long as one thread uses it at a time; the worker re-points V8's
+//! stack guard at its own stack before the isolate runs anything
+//! ([`SpareIsolate::set_stack_limit_here`]). Spares have the default heap limit, so
+//! they serve the functions that keep it.
 
 use tokio::sync::oneshot;
 
 use crate::isolate::BootError;
 use crate::isolate::SpareIsolate;
+use crate::limits::Limits;
+
+/// The heap limit spares are made with: the default one.
+pub(crate) fn heap_bytes() -> usize {
+    Limits::DEFAULT.heap_bytes()
+}
 
 /// A spare isolate in transit from the factory thread to a worker.
 struct InTransit(SpareIsolate);
@@ -27,7 +35,6 @@ struct InTransit(SpareIsolate);
 unsafe impl Send for InTransit {}
 
 struct Order {
-    heap_bytes: usize,
     reply: oneshot::Sender<Result<InTransit, BootError>>,
 }
 
@@ -36,15 +43,12 @@ struct Order {
 pub(crate) struct SpareOrders(std::sync::mpsc::Sender<Order>);
 
 impl SpareOrders {
-    /// Waits for a blank isolate with this heap cap, ready to run on the calling thread.
-    pub(crate) async fn make(&self, heap_bytes: usize) -> Result<SpareIsolate, BootError> {
+    /// Waits for a blank isolate, ready to run on the calling thread.
+    pub(crate) async fn make(&self) -> Result<SpareIsolate, BootError> {
+        let stopped = || BootError::Runtime("the spare-isolate thread has stopped".into());
         let (reply, made) = oneshot::channel();
-        self.0
-            .send(Order { heap_bytes, reply })
-            .map_err(|_| BootError::Runtime("the spare-isolate thread has stopped".into()))?;
-        let InTransit(mut spare) = made
-            .await
-            .map_err(|_| BootError::Runtime("the spare-isolate thread has stopped".into()))??;
+        self.0.send(Order { reply }).map_err(|_| stopped())?;
+        let InTransit(mut spare) = made.await.map_err(|_| stopped())??;
         spare.set_stack_limit_here();
         Ok(spare)
     }
@@ -61,7 +65,7 @@ pub(crate) fn start_factory() -> std::io::Result<SpareOrders> {
                 if order.reply.is_closed() {
                     continue;
                 }
-                let made = SpareIsolate::new(order.heap_bytes).map(InTransit);
+                let made = SpareIsolate::new(heap_bytes()).map(InTransit);
                 // If the worker stopped meanwhile, the isolate is disposed of here.
                 let _ = order.reply.send(made);
             }

@@ -122,7 +122,7 @@ impl Default for ServerSection {
     }
 }
 
-/// `[engine]`: the isolates' memory.
+/// `[engine]`: the isolates' memory, spare isolates and the Cache API store.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineSection {
@@ -343,7 +343,7 @@ impl NodeConfig {
                 threads: self.server.threads,
                 memory_budget_bytes: mib(self.engine.memory_budget_mb),
                 spare_isolate: self.engine.spare_isolate,
-                cache_api_bytes: u64::try_from(mib(self.engine.cache_api_mb)).unwrap_or(u64::MAX),
+                cache_api_bytes: mib(self.engine.cache_api_mb),
             },
             max_body_bytes: self.server.max_body_bytes,
             cache_bytes: mib(self.server.cache_mb),

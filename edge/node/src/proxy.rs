@@ -155,7 +155,8 @@ impl EdgeProxy {
             }
         };
         let header = session.req_header();
-        if let Some(length) = content_length(header)
+        let length = content_length(header);
+        if let Some(length) = length
             && length > self.max_body_bytes
         {
             let body = format!(
@@ -167,7 +168,7 @@ impl EdgeProxy {
         }
         let is_head = header.method == http::Method::HEAD;
         let chunked = header.headers.contains_key(http::header::TRANSFER_ENCODING);
-        let (body, body_tx) = match content_length(header) {
+        let (body, body_tx) = match length {
             // A small body is read whole first: the handler gets it as bytes, and
             // `await request.json()` needs no trip through a stream and the event loop.
             Some(length) if !chunked && length <= BUFFERED_BODY_BYTES => {

@@ -251,7 +251,7 @@ async fn cache_api_keeps_responses_per_function_by_workers_rules() {
     let put = |query: &str| {
         let url = node.url(&format!("/cache/put?{query}"));
         async move {
-            let response = reqwest::get(&url).await.unwrap();
+            let response = client().get(&url).send().await.unwrap();
             assert_eq!(response.status(), 200, "{url}");
         }
     };
@@ -271,7 +271,7 @@ async fn cache_api_keeps_responses_per_function_by_workers_rules() {
         json!({"hit": true, "status": 304, "body": "", "cacheStatus": "HIT", "stored": "yes"})
     );
     // Another function on the node sees none of it.
-    let other = reqwest::Client::new()
+    let other = client()
         .get(node.url("/cache/get?key=a"))
         .header("host", "other.example.com")
         .send()

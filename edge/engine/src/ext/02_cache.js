@@ -23,9 +23,6 @@ const {
 
 const CONSTRUCT = Symbol("outpost.cache.construct");
 
-/** Statuses whose responses have no body. */
-const NULL_BODY = [204, 205, 304];
-
 /** Builds `caches` from the fetch classes (passed in so a handler's globals cannot swap them). */
 export function createCacheStorage({ Request, Response }) {
   const toRequest = (input) =>
@@ -86,10 +83,8 @@ export function createCacheStorage({ Request, Response }) {
       const entry = op_outpost_cache_match(this.#name, keyOf(request));
       if (entry === null || entry === undefined) return undefined;
       const { 0: status, 1: headers, 2: body } = entry;
-      const response = new Response(ArrayPrototypeSome(NULL_BODY, (s) => s === status) ? null : body, {
-        status,
-        headers,
-      });
+      const nullBody = status === 204 || status === 205 || status === 304;
+      const response = new Response(nullBody ? null : body, { status, headers });
       response.headers.set("cf-cache-status", "HIT");
       const ifNoneMatch = request.headers.get("if-none-match");
       const etag = response.headers.get("etag");

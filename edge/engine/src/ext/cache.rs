@@ -18,6 +18,8 @@ use deno_core::OpState;
 use deno_core::ToJsBuffer;
 use deno_core::op2;
 
+use super::FunctionLabel;
+
 /// Where an entry lives: function, cache name, URL (without fragment).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CacheKey {
@@ -67,22 +69,22 @@ pub trait ResponseCache: Send + Sync {
     fn remove(&self, key: &CacheKey) -> bool;
 }
 
-/// What an isolate's ops reach: the node's store (if any) and the function's name.
-pub struct CacheAccess {
-    /// The store; `None` when the Cache API is switched off (nothing is stored).
-    pub cache: Option<Arc<dyn ResponseCache>>,
-    /// The function the isolate runs.
-    pub function: Arc<str>,
-}
+/// The node's store as an isolate's ops reach it; `None` when the Cache API is switched
+/// off (nothing is stored).
+pub struct CacheAccess(pub Option<Arc<dyn ResponseCache>>);
 
-impl CacheAccess {
-    fn key(&self, cache: String, url: String) -> CacheKey {
+/// The store and this function's key for `url` in `cache`, if the Cache API is on.
+fn lookup(state: &OpState, cache: String, url: String) -> Option<(&dyn ResponseCache, CacheKey)> {
+    let store = state.try_borrow::<CacheAccess>()?.0.as_deref()?;
+    let function = state.try_borrow::<FunctionLabel>()?.0.clone();
+    Some((
+        store,
         CacheKey {
-            function: self.function.clone(),
+            function,
             cache,
             url,
-        }
-    }
+        },
+    ))
 }
 
 /// How long a response may be served from the cache, by Workers' rules: never with
@@ -105,25 +107,19 @@ pub fn freshness(
     }
     let mut max_age = None;
     let mut s_maxage = None;
-    for directive in header("cache-control").flat_map(|value| {
-        value
-            .split(',')
-            .map(|part| part.trim().to_ascii_lowercase())
-            .collect::<Vec<_>>()
-    }) {
-        let (name, value) = match directive.split_once('=') {
-            Some((name, value)) => (
-                name.trim().to_string(),
-                Some(value.trim().trim_matches('"').to_string()),
-            ),
-            None => (directive.clone(), None),
-        };
-        let seconds = || value.as_deref().and_then(|v| v.parse::<u64>().ok());
-        match name.as_str() {
-            "no-store" | "no-cache" | "private" => return None,
-            "max-age" => max_age = seconds(),
-            "s-maxage" => s_maxage = seconds(),
-            _ => {}
+    for value in header("cache-control") {
+        for directive in value.split(',') {
+            let (name, argument) = match directive.split_once('=') {
+                Some((name, argument)) => (name, Some(argument)),
+                None => (directive, None),
+            };
+            let seconds = || argument.and_then(|v| v.trim().trim_matches('"').parse::<u64>().ok());
+            match name.trim().to_ascii_lowercase().as_str() {
+                "no-store" | "no-cache" | "private" => return None,
+                "max-age" => max_age = seconds(),
+                "s-maxage" => s_maxage = seconds(),
+                _ => {}
+            }
         }
     }
     let explicit = match s_maxage.or(max_age) {
@@ -159,10 +155,7 @@ pub fn op_outpost_cache_put(
     #[serde] headers: HeaderList,
     #[buffer] body: JsBuffer,
 ) -> bool {
-    let Some(access) = state.try_borrow::<CacheAccess>() else {
-        return false;
-    };
-    let Some(store) = access.cache.as_ref() else {
+    let Some((store, key)) = lookup(state, cache, url) else {
         return false;
     };
     let Some(ttl) = freshness(status, &headers, SystemTime::now()) else {
@@ -174,7 +167,7 @@ pub fn op_outpost_cache_put(
         body: Bytes::copy_from_slice(&body),
         fresh_until: Instant::now() + ttl,
     };
-    store.insert(access.key(cache, url), response)
+    store.insert(key, response)
 }
 
 /// The stored response for a URL: status, headers, body.
@@ -185,8 +178,8 @@ pub fn op_outpost_cache_match(
     #[string] cache: String,
     #[string] url: String,
 ) -> Option<(u16, HeaderList, ToJsBuffer)> {
-    let access = state.try_borrow::<CacheAccess>()?;
-    let entry = access.cache.as_ref()?.get(&access.key(cache, url))?;
+    let (store, key) = lookup(state, cache, url)?;
+    let entry = store.get(&key)?;
     Some((
         entry.status,
         entry.headers.clone(),
@@ -201,12 +194,7 @@ pub fn op_outpost_cache_delete(
     #[string] cache: String,
     #[string] url: String,
 ) -> bool {
-    state.try_borrow::<CacheAccess>().is_some_and(|access| {
-        access
-            .cache
-            .as_ref()
-            .is_some_and(|store| store.remove(&access.key(cache, url)))
-    })
+    lookup(state, cache, url).is_some_and(|(store, key)| store.remove(&key))
 }
 
 #[cfg(test)]

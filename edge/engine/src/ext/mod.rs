@@ -10,6 +10,7 @@ pub mod kv;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -155,13 +156,18 @@ impl RequestTable {
     }
 }
 
-/// The function this isolate runs, for log lines.
-pub struct FunctionLabel(pub Rc<str>);
+/// The function this isolate runs, for log lines and Cache API keys.
+pub struct FunctionLabel(pub Arc<str>);
 
 /// The request `id` still in flight in this isolate. There is none while the startup
 /// snapshot is taken (no request table then), so the warm-up requests go nowhere.
 fn pending(state: &mut OpState, id: u32) -> Option<&mut PendingRequest> {
     state.try_borrow_mut::<RequestTable>()?.get_mut(id)
+}
+
+/// The responder of request `id`, if it has not answered yet.
+fn take_responder(state: &mut OpState, id: u32) -> Option<Responder> {
+    pending(state, id)?.responder.take()
 }
 
 fn respond(
@@ -171,7 +177,7 @@ fn respond(
     headers: http::HeaderMap,
     body: ResponseBody,
 ) {
-    let Some(responder) = pending(state, id).and_then(|pending| pending.responder.take()) else {
+    let Some(responder) = take_responder(state, id) else {
         return;
     };
     // The Response constructor keeps status within 200..=599, so it fits a u16.
@@ -215,7 +221,7 @@ fn header_map(
 
 /// Fails a request that has not answered yet.
 fn fail_request(state: &mut OpState, id: u32, failure: FunctionFailure) {
-    if let Some(responder) = pending(state, id).and_then(|pending| pending.responder.take()) {
+    if let Some(responder) = take_responder(state, id) {
         let _ = responder.send(Err(failure));
     }
 }
@@ -399,10 +405,10 @@ fn op_outpost_fail(
 }
 
 /// The function's name for log lines.
-fn label(state: &OpState) -> Rc<str> {
+fn label(state: &OpState) -> Arc<str> {
     state
         .try_borrow::<FunctionLabel>()
-        .map_or_else(|| Rc::from(""), |label| label.0.clone())
+        .map_or_else(|| Arc::from(""), |label| label.0.clone())
 }
 
 /// Marks a request finished: response sent and every `waitUntil` promise settled.
